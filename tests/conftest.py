@@ -1,0 +1,78 @@
+"""Shared fixtures: the tests run offline, in a private TORCH_HOME, on small networks."""
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import utils  # noqa: E402
+
+
+def lecture(name: str):
+    """Import a numbered script the way the course does: `lecture("05_gradcam")`."""
+    return importlib.import_module(name)
+
+
+def _refuse(*args, **kwargs):
+    raise OSError("network access is disabled in the tests")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path_factory):
+    """No test reaches the network, and none sees the user's own torch.hub cache."""
+    monkeypatch.setattr(socket.socket, "connect", _refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", _refuse)
+    monkeypatch.setattr(socket, "create_connection", _refuse)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("empty_torch_home")))
+
+
+def with_batchnorm_statistics(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm non-trivial running statistics and affine parameters."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(0.2 * torch.randn(c, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(c, generator=generator))
+                module.bias.copy_(0.2 * torch.randn(c, generator=generator))
+    return model
+
+
+def random_resnet18(num_classes: int = 1000, seed: int = 0) -> nn.Module:
+    """torchvision's ResNet-18 (in-place ReLU used twice per block), random, in eval mode."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(seed)
+    return with_batchnorm_statistics(resnet18(num_classes=num_classes), seed).eval()
+
+
+@pytest.fixture(scope="session")
+def resnet18_checkpoint(tmp_path_factory) -> Path:
+    """A random ResNet-18 state dict on disk, standing in for the pretrained download."""
+    path = tmp_path_factory.mktemp("checkpoint") / "resnet18_random.pth"
+    torch.save(random_resnet18().state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def cached_resnet18(monkeypatch, tmp_path, resnet18_checkpoint) -> Path:
+    """A TORCH_HOME whose torch.hub cache holds 'the pretrained' ResNet-18 (random weights).
+
+    With it, `--model resnet18` and every `--quick` run take the ImageNet track offline.
+    """
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    cached = utils.cached_weights_path(utils.IMAGENET_MODELS["resnet18"][1])
+    cached.parent.mkdir(parents=True)
+    cached.symlink_to(resnet18_checkpoint)
+    return cached

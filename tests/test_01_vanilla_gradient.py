@@ -1,0 +1,134 @@
+"""Lecture 1: the vanilla gradient, by hand, against Captum, and end to end."""
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import Saliency
+from torch import nn
+
+import utils
+from conftest import lecture, random_resnet18
+
+vanilla_gradient = lecture("01_vanilla_gradient_saliency").vanilla_gradient
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, 5),
+    ).eval()
+
+
+# --- hand-derived answers -----------------------------------------------------------------
+
+
+def test_a_linear_models_gradient_is_its_weight_row():
+    torch.manual_seed(0)
+    linear = nn.Linear(6, 3)
+    x = torch.randn(4, 6)
+    classes = [0, 2, 1, 2]
+    grads = vanilla_gradient(linear, x, classes, absolute=False)
+    assert torch.equal(grads, linear.weight.detach()[classes])
+    assert torch.equal(vanilla_gradient(linear, x, classes), linear.weight.detach()[classes].abs())
+
+
+def test_the_gradient_of_a_quadratic_score():
+    class Quadratic(nn.Module):  # S_0 = sum(x^2), S_1 = -sum(x): dS_0/dx = 2x
+        def forward(self, x):
+            return torch.stack([(x ** 2).flatten(1).sum(1), -x.flatten(1).sum(1)], dim=1)
+
+    x = torch.tensor([[[1.0, -2.0], [0.5, 3.0]]])
+    assert torch.allclose(vanilla_gradient(Quadratic(), x, 0, absolute=False), 2 * x)
+    assert torch.allclose(vanilla_gradient(Quadratic(), x, 1, absolute=False), -torch.ones_like(x))
+
+
+# --- the trusted reference ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+@pytest.mark.parametrize("make_model, shape", [(small_cnn, (3, 3, 8, 8)), (random_resnet18, (2, 3, 32, 32))])
+def test_equals_captum_saliency(make_model, shape, absolute):
+    model = make_model()
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    for target in (None, 3, list(range(shape[0]))):
+        with torch.no_grad():
+            t = utils.resolve_target(model(x), target)
+        expected = Saliency(model).attribute(x, target=t, abs=absolute)
+        torch.testing.assert_close(vanilla_gradient(model, x, target, absolute), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_float64_inputs_give_float64_maps():
+    model = small_cnn().double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    out = vanilla_gradient(model, x)
+    assert out.dtype == torch.float64 and out.device == x.device
+
+
+# --- the contract: targets and no side effects ---------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, words", [(5, "0 to 4"), (-1, "0 to 4"), ([0, 1, 2], "exactly 2")])
+def test_invalid_targets_raise_value_error(bad, words):
+    with pytest.raises(ValueError, match=words):
+        vanilla_gradient(small_cnn(), torch.randn(2, 3, 8, 8), bad)
+
+
+def _hooks(model):
+    return [m for m in model.modules() for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks) if d]
+
+
+@pytest.mark.parametrize("bad_target", [None, 99])
+def test_no_side_effects_also_after_an_error(bad_target):
+    model = small_cnn().train()  # a model in training mode is used as it is, never switched
+    model[-1].weight.grad = torch.ones_like(model[-1].weight)  # the caller's own gradient
+    x = torch.randn(2, 3, 8, 8).requires_grad_(True)
+    before = x.detach().clone()
+    try:
+        vanilla_gradient(model, x, bad_target)
+    except ValueError:
+        assert bad_target == 99
+    assert torch.equal(x.detach(), before) and x.requires_grad and x.grad is None
+    assert model.training and not _hooks(model)
+    assert torch.equal(model[-1].weight.grad, torch.ones_like(model[-1].weight))
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("7."))
+
+
+def test_works_under_the_callers_no_grad():
+    model = small_cnn()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        inside = vanilla_gradient(model, x)
+    assert not inside.requires_grad and torch.equal(inside, vanilla_gradient(model, x))
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
+    lecture("01_vanilla_gradient_saliency").main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert (tmp_path / "01_vanilla_gradient_imagenet.png").stat().st_size > 10_000
+    assert "Top-5 predictions" in out and "Sanity check" in out
+
+
+def test_main_quick_on_the_mnist_track(tmp_path, capsys):
+    lecture("01_vanilla_gradient_saliency").main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    assert (tmp_path / "01_vanilla_gradient_mnist.png").stat().st_size > 10_000
+
+
+def test_main_offline_says_so_and_runs_on_digits(tmp_path, capsys):
+    lecture("01_vanilla_gradient_saliency").main(["--quick", "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "MNIST track" in err and "Traceback" not in err
+    assert (tmp_path / "01_vanilla_gradient_mnist.png").is_file()
+
+
+def test_the_taylor_check_agrees_to_first_order():
+    module = lecture("01_vanilla_gradient_saliency")
+    model = small_cnn().double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    classes = utils.resolve_target(model(x), None)
+    grads = module.vanilla_gradient(model, x, classes, absolute=False)
+    predicted, actual = module.taylor_check(model, x, grads, classes, step=1e-6)
+    torch.testing.assert_close(actual, predicted, rtol=1e-4, atol=1e-12)

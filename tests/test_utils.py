@@ -1,0 +1,267 @@
+"""The shared plumbing: images, targets, devices, model loading, hooks, display."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import utils
+from conftest import random_resnet18
+
+# --- images -------------------------------------------------------------------------------
+
+
+def _save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "1", "I;16", "F"])
+def test_open_image_converts_every_mode_to_rgb(tmp_path, mode):
+    rgb = Image.fromarray((np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8))
+    image = rgb.convert("L").convert(mode) if mode in ("I;16", "F") else rgb.convert(mode)
+    suffix = ".tiff" if mode in ("CMYK", "F", "I;16") else ".png"
+    opened = utils.open_image(_save(image, tmp_path / f"img{suffix}"))
+    assert opened.mode == "RGB" and opened.size == (16, 12)
+
+
+def test_sixteen_bit_grey_keeps_its_brightness(tmp_path):
+    pixels = np.full((4, 4), 65535 // 2, dtype=np.uint16)
+    opened = utils.open_image(_save(Image.fromarray(pixels), tmp_path / "deep.png"))
+    assert abs(np.asarray(opened)[..., 0].mean() - 127.5) < 2
+
+
+def test_transparent_pixels_are_laid_on_white(tmp_path):
+    image = Image.new("RGBA", (3, 3), (255, 0, 0, 0))
+    opened = utils.open_image(_save(image, tmp_path / "clear.png"))
+    assert np.asarray(opened)[0, 0].tolist() == [255, 255, 255]
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    opened = utils.open_image(_save(image, tmp_path / "rotated.jpg", exif=exif))
+    assert opened.size == (20, 40)
+
+
+def test_a_folder_means_every_image_in_it(tmp_path):
+    for name in ("b.png", "a.jpg"):
+        Image.new("RGB", (5, 5)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    images, names = utils.load_images([tmp_path])
+    assert names == ["a", "b"] and all(i.mode == "RGB" for i in images)
+
+
+@pytest.mark.parametrize("case", ["missing", "empty folder", "text file", "truncated"])
+def test_bad_images_raise_one_line_input_errors(tmp_path, case):
+    path = tmp_path / "picture.png"
+    if case == "empty folder":
+        path = tmp_path / "empty"
+        path.mkdir()
+    elif case == "text file":
+        path.write_text("hello, I am not a picture")
+    elif case == "truncated":
+        buffer = tmp_path / "full.png"
+        Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(buffer)
+        path.write_bytes(buffer.read_bytes()[:2000])
+    with pytest.raises(utils.InputError) as error:
+        utils.load_images([path])
+    assert "\n" not in str(error.value) and str(path.name) in str(error.value)
+
+
+# --- targets and devices ----------------------------------------------------------------------
+
+
+def test_targets_in_every_form():
+    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
+    assert utils.resolve_target(logits, None).tolist() == [1, 0]
+    assert utils.resolve_target(logits, 2).tolist() == [2, 2]
+    assert utils.resolve_target(logits, np.int64(1)).tolist() == [1, 1]
+    assert utils.resolve_target(logits, [0, 2]).tolist() == [0, 2]
+    assert utils.resolve_target(logits, (0, 2)).tolist() == [0, 2]
+    assert utils.resolve_target(logits, torch.tensor([2, 1])).tolist() == [2, 1]
+    assert utils.resolve_target(logits, torch.tensor(1)).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (3, "0 to 2"), (-1, "0 to 2"), ([0, 3], "0 to 2"), ([0, 1, 2], "exactly 2"), ([1], "exactly 2"),
+    (torch.tensor([0.0, 1.0]), "integer"), (torch.zeros(2, 1, dtype=torch.long), "1-D"),
+    ("cat", "target must be"), (True, "bool"),
+])
+def test_invalid_targets_name_the_valid_range(bad, words):
+    with pytest.raises(ValueError, match=words):
+        utils.resolve_target(torch.zeros(2, 3), bad)
+
+
+def test_parse_target_accepts_indices_and_exact_names():
+    names = ["tabby", "tiger cat", "Persian cat"]
+    assert utils.parse_target("1", names) == 1
+    assert utils.parse_target("Tiger Cat", names) == 1
+    with pytest.raises(utils.InputError, match="did you mean"):
+        utils.parse_target("tiger", names)
+    with pytest.raises(utils.InputError, match="0 to 2"):
+        utils.parse_target("3", names)
+
+
+def test_device_choice():
+    assert utils.pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert utils.pick_device("auto").type in ("cpu", "mps")
+        with pytest.raises(utils.InputError, match="CUDA"):
+            utils.pick_device("cuda")
+
+
+# --- ImageNet models: cache, --weights, offline ---------------------------------------------------
+
+
+def test_pretrained_weights_load_from_the_torch_hub_cache(cached_resnet18, resnet18_checkpoint):
+    model, categories, transform = utils.load_imagenet_model("resnet18")
+    expected = torch.load(resnet18_checkpoint, weights_only=True)
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    assert len(categories) == 1000 and categories[281] == "tabby" and not model.training
+    assert transform(Image.new("RGB", (300, 260))).shape == (3, 224, 224)
+
+
+def test_weights_file_is_loaded_instead_of_the_download(resnet18_checkpoint):
+    model, _, _ = utils.load_imagenet_model("resnet18", resnet18_checkpoint)
+    expected = torch.load(resnet18_checkpoint, weights_only=True)
+    assert torch.equal(model.fc.weight, expected["fc.weight"])
+
+
+def test_a_wrapped_training_checkpoint_is_unwrapped(tmp_path, resnet18_checkpoint):
+    path = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": torch.load(resnet18_checkpoint, weights_only=True), "epoch": 3}, path)
+    model, _, _ = utils.load_imagenet_model("resnet18", path)
+    assert model.fc.weight.shape == (1000, 512)
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "not a state dict", "wrong architecture"])
+def test_bad_weights_files_are_one_line_errors(tmp_path, resnet18_checkpoint, case):
+    path = tmp_path / "weights.pth"
+    if case == "corrupt":
+        path.write_bytes(resnet18_checkpoint.read_bytes()[:4096])
+    elif case == "not a state dict":
+        torch.save([1, 2, 3], path)
+    elif case == "wrong architecture":
+        path = resnet18_checkpoint
+    name = "resnet50" if case == "wrong architecture" else "resnet18"
+    with pytest.raises(utils.InputError) as error:
+        utils.load_imagenet_model(name, path)
+    assert "\n" not in str(error.value) and path.name in str(error.value)
+
+
+def test_offline_without_cache_fails_fast_with_the_fix():
+    started = time.monotonic()
+    with pytest.raises(utils.WeightsUnavailable, match="resnet18-"):
+        utils.load_imagenet_model("resnet18")
+    assert time.monotonic() - started < 10  # a generous bound: offline must not hang
+
+
+def test_a_damaged_cache_says_which_file_to_delete(cached_resnet18, tmp_path, monkeypatch):
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(b"PK\x03\x04 not really a zip")
+    cached_resnet18.unlink()
+    cached_resnet18.symlink_to(damaged)
+    with pytest.raises(utils.WeightsUnavailable, match="delete"):
+        utils.load_imagenet_model("resnet18")
+
+
+def test_setup_demo_falls_back_to_the_mnist_track_offline(tmp_path, capsys):
+    args = utils.make_parser(None).parse_args(["--quick", "--out-dir", str(tmp_path)])
+    demo = utils.setup_demo(args, n_digits=3)
+    err = capsys.readouterr().err
+    assert demo.track == "mnist" and demo.x.shape == (3, 1, 28, 28)
+    assert "--weights FILE" in err and "run once online" in err and "MNIST track" in err
+    assert "Traceback" not in err
+
+
+# --- the digit CNN and its data --------------------------------------------------------------------
+
+
+def test_mnist_cnn_keeps_a_spatial_map_at_its_last_conv():
+    model = utils.MnistCNN().eval()
+    layer = utils.find_layer(model, None)
+    with utils.capture_activation(layer) as captured:
+        logits = model(torch.rand(2, 1, 28, 28))
+    assert logits.shape == (2, 10) and captured.activation.shape == (2, 64, 7, 7)
+
+
+def test_digit_tensor_makes_dark_ink_on_paper_mnist_like():
+    paper = Image.new("L", (56, 56), 255)
+    paper.paste(0, (20, 10, 36, 46))  # a dark bar on white
+    digit = utils.digit_tensor(paper)
+    assert digit.shape == (1, 28, 28) and digit[0, 14, 14] > 0.9 and digit[0, 0, 0] < 0.1
+
+
+def test_load_mnist_cnn_rejects_the_wrong_file(resnet18_checkpoint):
+    with pytest.raises(utils.InputError, match="MnistCNN"):
+        utils.load_mnist_cnn(resnet18_checkpoint)
+
+
+# --- layers and hooks ------------------------------------------------------------------------
+
+
+def test_find_layer_by_module_name_and_default():
+    model = random_resnet18()
+    assert utils.find_layer(model, None) is model.layer4[1].conv2
+    assert utils.find_layer(model, "layer3") is model.layer3
+    assert utils.find_layer(model, model.layer2) is model.layer2
+
+
+@pytest.mark.parametrize("model, layer, words", [
+    (nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()), "no.such.layer", "convolutional layers are: 0"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), None, "no nn.Conv2d"),
+    (nn.Sequential(nn.Conv2d(3, 4, 3)), nn.Conv2d(3, 4, 3), "not inside"),
+])
+def test_find_layer_errors_list_the_conv_layers(model, layer, words):
+    with pytest.raises(ValueError, match=words):
+        utils.find_layer(model, layer)
+
+
+def test_find_layer_refuses_a_vision_transformer():
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8)
+    with pytest.raises(ValueError, match="transformer"):
+        utils.find_layer(vit, None)
+
+
+def test_capture_activation_survives_an_in_place_relu_and_always_unhooks():
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    model = nn.Sequential(conv, nn.ReLU(inplace=True))
+    x = torch.randn(1, 1, 5, 5)
+    with utils.capture_activation(conv) as captured:
+        model(x)
+    assert torch.equal(captured.activation, conv(x)) and (captured.activation < 0).any()
+    with pytest.raises(RuntimeError), utils.capture_activation(conv):
+        raise RuntimeError("boom")
+    assert not conv._forward_hooks
+
+
+# --- display ----------------------------------------------------------------------------------
+
+
+def test_reduce_and_scale_for_display():
+    a = torch.tensor([[[[1.0, -4.0]], [[-2.0, 3.0]]]])  # (1, 2, 1, 2)
+    assert utils.reduce_channels(a, "max_abs").tolist() == [[[2.0, 4.0]]]
+    assert utils.reduce_channels(a, "sum").tolist() == [[[-1.0, -1.0]]]
+    scaled = utils.scale_for_display(np.array([[-3.0, 1.0, 2.0]]), percentile=100, signed=True)
+    assert np.allclose(scaled, [[-1.0, 1 / 3, 2 / 3]])
+    assert np.allclose(utils.scale_for_display(np.zeros((1, 4))), 0)
+
+
+def test_save_figure_creates_the_folder_and_refuses_a_file(tmp_path):
+    fig, axes = utils.figure_grid(1, 2, title="t")
+    utils.show_heatmap(axes[0, 0], np.random.rand(4, 4), "h", image=np.random.rand(4, 4, 3))
+    path = utils.save_figure(fig, tmp_path / "new" / "folder", "x.png")
+    assert path.is_file() and path.stat().st_size > 1000
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    with pytest.raises(utils.InputError, match="existing file"):
+        utils.check_out_dir(blocker / "sub")
+    assert blocker.read_text() == "mine"

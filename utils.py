@@ -1,0 +1,729 @@
+"""The boring parts the nine lectures share: images, models, data, hooks, figures, flags.
+
+Nothing about a saliency method lives here: each method is taught, whole, in
+its own numbered script. Every helper says which lecture first needs it, so a
+student reading lecture 1 can skip what only lecture 5 uses.
+
+Sections (each a `# %%` cell):
+    errors and the command line . targets and devices . images . ImageNet models
+    . the MNIST-style CNN . layers and hooks . display and figures . the demo set-up
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import functools
+import socket
+import sys
+import urllib.error
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent
+DATA_DIR = ROOT / "data"
+OUTPUT_DIR = ROOT / "outputs"
+PHOTOS = ["cat_chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "grace_hopper.jpg"]
+COMPOSITE = "cat_and_coffee.png"  # the cat beside the espresso cup, for lectures 5 to 7
+MNIST_WEIGHTS = DATA_DIR / "mnist_cnn.pt"
+DIGITS_DIR = DATA_DIR / "digits"
+MNIST_DIR = DATA_DIR / "mnist"  # where torchvision.datasets.MNIST puts the real data set
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+DOWNLOAD_TIMEOUT_S = 5.0  # per socket operation: an offline machine must not hang
+
+
+# %% Errors and the command line (lecture 1) ----------------------------------------
+
+
+class InputError(ValueError):
+    """A mistake in what the user asked for: shown as one line, exit status 2.
+
+    It is a ValueError, so the methods can raise it where API.md asks for one.
+    """
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither cached nor downloadable."""
+
+
+def command_line(main: Callable[..., object]) -> Callable[..., object]:
+    """Wrap a script's `main` so that a user's mistake is one line on stderr, exit 2.
+
+    Only `InputError` is translated: any other exception is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(main)
+    def wrapper(argv: Sequence[str] | None = None) -> object:
+        try:
+            return main(argv)
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (usage stays behind --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def int_in_range(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def float_in_range(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"{value} is outside [{low}, {high}]")
+        return value
+
+    return parse
+
+
+def make_parser(doc: str | None, default_model: str = "resnet50") -> OneLineParser:
+    """The flags every lecture shares, defined once. Scripts add their own after this."""
+    summary = (doc or "").strip().split("\n\n")[0]
+    parser = OneLineParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=[*IMAGENET_MODELS, "mnist"], default=None,
+                        help=f"network to explain (default {default_model}; resnet18 with --quick; "
+                             "'mnist' is the small digit CNN that ships with the course)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="a local state dict for --model, instead of torchvision's download")
+    parser.add_argument("--image", type=Path, action="append", default=None,
+                        help="an image file or a folder of images (repeatable; default: data/)")
+    parser.add_argument("--target", default=None,
+                        help="class to explain, an index or an exact class name (default: the prediction)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                        help="auto picks CUDA, then Apple MPS, then the CPU")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (noise, random baselines)")
+    parser.add_argument("--out-dir", type=Path, default=OUTPUT_DIR,
+                        help="folder for the figures (created when missing)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small, fast run (seconds on a CPU): what the tests and CI use")
+    parser.set_defaults(default_model=default_model)
+    return parser
+
+
+# %% Targets and devices (lecture 1) --------------------------------------------------
+
+
+def resolve_target(logits: torch.Tensor, target: object) -> torch.Tensor:
+    """The class index of each example as a long tensor `(N,)`, per API.md.
+
+    `None` is each example's prediction; an int is that class for every example;
+    a sequence or 1-D integer tensor of length N gives one class per example.
+    """
+    n, k = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise InputError(f"target must hold integer class indices, got a {target.dtype} tensor")
+        if target.dim() == 0:
+            target = int(target)
+        elif target.dim() != 1:
+            raise InputError(f"a target tensor must be 1-D of length {n}, got shape {tuple(target.shape)}")
+    if isinstance(target, (bool, np.bool_)):
+        raise InputError("target must be a class index, not a bool")
+    if isinstance(target, (int, np.integer)):
+        classes = torch.full((n,), int(target), dtype=torch.long)
+    else:
+        try:
+            values = [int(t) for t in target]  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise InputError(f"target must be None, an int, or {n} ints; got {target!r}") from None
+        if len(values) != n:
+            raise InputError(f"target has {len(values)} classes for a batch of {n}; it needs exactly {n}")
+        classes = torch.tensor(values, dtype=torch.long)
+    bad = classes[(classes < 0) | (classes >= k)]
+    if bad.numel():
+        raise InputError(f"class {int(bad[0])} is out of range: this model has classes 0 to {k - 1}")
+    return classes.to(logits.device)
+
+
+def target_scores(logits: torch.Tensor, target: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S_c per example `(N,)`, class indices `(N,)`): the logits the methods differentiate."""
+    classes = resolve_target(logits, target)
+    return logits.gather(1, classes[:, None]).squeeze(1), classes
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; asking for a missing one is an error."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available here (try --device auto)")
+    if name == "mps" and not has_mps:
+        raise InputError("--device mps: Apple's MPS backend is not available here (try --device auto)")
+    return torch.device(name)
+
+
+# %% Images (lecture 1) ---------------------------------------------------------------
+
+
+def find_images(spec: Path) -> list[Path]:
+    """A file is itself; a folder is every image file directly inside it, sorted."""
+    spec = Path(spec)
+    if spec.is_dir():
+        found = sorted(p for p in spec.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise InputError(f"{spec} is a folder with no images in it")
+        return found
+    if not spec.exists():
+        raise InputError(f"{spec}: no such file or folder")
+    return [spec]
+
+
+def open_image(path: Path) -> Image.Image:
+    """Any image PIL can read, as 8-bit RGB, the way a camera meant it to be seen.
+
+    EXIF rotation is applied; transparency is laid on white; grey, palette, CMYK,
+    16-bit and float images are converted.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()  # read it all now, so a truncated file fails here
+            image = ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise InputError(f"{path}: not a readable image ({error})") from None
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode != "F" and pixels.max() > 255 else max(pixels.max(), 1.0)
+        image = Image.fromarray(np.clip(pixels / top * 255.0, 0, 255).astype(np.uint8))
+    if image.mode in ("P", "PA", "LA", "RGBA", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return image.convert("RGB")
+
+
+def load_images(specs: Sequence[Path]) -> tuple[list[Image.Image], list[str]]:
+    """Open every image named by `specs` (files or folders): (images, their file stems)."""
+    paths = [p for spec in specs for p in find_images(spec)]
+    return [open_image(p) for p in paths], [p.stem for p in paths]
+
+
+# %% ImageNet models (lecture 1; VGG-16 from lecture 5) ----------------------------------
+
+
+def _imagenet_registry() -> dict[str, tuple[Callable[..., nn.Module], object]]:
+    from torchvision import models
+
+    return {
+        "resnet18": (models.resnet18, models.ResNet18_Weights.DEFAULT),
+        "resnet50": (models.resnet50, models.ResNet50_Weights.DEFAULT),
+        "vgg16": (models.vgg16, models.VGG16_Weights.DEFAULT),
+        "vit_b_16": (models.vit_b_16, models.ViT_B_16_Weights.DEFAULT),
+    }
+
+
+IMAGENET_MODELS = _imagenet_registry()
+
+
+def cached_weights_path(weights: object) -> Path:
+    """Where torch.hub keeps a torchvision checkpoint (`$TORCH_HOME/hub/checkpoints/...`)."""
+    filename = Path(urlparse(weights.url).path).name  # type: ignore[attr-defined]
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local file, safely (`weights_only=True`): InputError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--weights {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a corrupt or foreign file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: not a PyTorch state dict ({first_line})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a training checkpoint that wraps the weights
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
+    return state
+
+
+def _download_state_dict(weights: object) -> dict[str, torch.Tensor]:
+    """torchvision's pretrained weights: from the cache, else downloaded once into it."""
+    cached = cached_weights_path(weights)
+    if cached.is_file():
+        try:
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception:
+            raise WeightsUnavailable(f"the cached weights {cached} are damaged; delete that file "
+                                     "and run again online") from None
+    host = urlparse(weights.url).hostname  # type: ignore[attr-defined]
+    try:  # one quick knock first, so an offline machine neither hangs nor prints "Downloading"
+        socket.create_connection((host, 443), timeout=DOWNLOAD_TIMEOUT_S).close()
+    except OSError as error:
+        raise WeightsUnavailable(f"could not reach {host} to download {cached.name} "
+                                 f"({error.strerror or error})") from None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)  # type: ignore[attr-defined]
+    except (urllib.error.URLError, OSError, RuntimeError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise WeightsUnavailable(f"could not download {weights.url} ({reason})") from None  # type: ignore[attr-defined]
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def load_imagenet_model(name: str, weights_file: Path | None = None) -> tuple[nn.Module, list[str], object]:
+    """A torchvision ImageNet classifier in eval mode: (model, class names, its preprocessing).
+
+    Pretrained weights come from torchvision's weights API (`ResNet50_Weights.DEFAULT`
+    and so on), or from `weights_file`. Raises WeightsUnavailable when offline
+    with nothing cached, InputError for a bad `weights_file`.
+    """
+    if name not in IMAGENET_MODELS:
+        raise InputError(f"unknown model {name!r}; choose from {', '.join(IMAGENET_MODELS)}")
+    build, weights = IMAGENET_MODELS[name]
+    model = build(weights=None)
+    state = read_state_dict(weights_file) if weights_file else _download_state_dict(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
+        raise InputError(f"{weights_file or 'the checkpoint'} does not hold {name} weights ({detail})") from None
+    return model.eval(), list(weights.meta["categories"]), weights.transforms()  # type: ignore[attr-defined]
+
+
+def preprocess(images: Sequence[Image.Image], transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
+    """PIL images through the weights' own `transforms()`: a normalised batch `(N, 3, H, W)`."""
+    return torch.stack([transform(image) for image in images])
+
+
+def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo the normalisation for display: `(N, C, H, W)` tensor -> `(N, H, W, C)` in [0, 1]."""
+    mean_t = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.detach() * std_t + mean_t).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+# %% The MNIST-style CNN (lecture 1) ------------------------------------------------------
+
+
+class MnistCNN(nn.Module):
+    """A small digit classifier for 28x28 grey images with pixels in [0, 1] (no normalisation).
+
+    Its last convolution still sees a 7x7 map, so Grad-CAM has something to
+    localise, and it is built only of layers LRP understands (lecture 9).
+    Inputs in [0, 1] keep "zero" meaning "black", which lecture 2 relies on.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # 28x28 -> 14x14
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # 14x14 -> 7x7
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),  # the last conv: a 7x7 map for Grad-CAM
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(64 * 7 * 7, 64), nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(64, 10),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+MNIST_CLASSES = [str(d) for d in range(10)]
+
+
+def load_mnist_cnn(weights_file: Path | None = None) -> MnistCNN:
+    """The course's digit CNN with the trained weights shipped in `data/`, in eval mode."""
+    path = Path(weights_file) if weights_file else MNIST_WEIGHTS
+    if not path.is_file():
+        raise InputError(f"{path}: the MNIST CNN's weights are missing; run tools/train_mnist_cnn.py "
+                         "to make them, or restore data/ from the repository")
+    model = MnistCNN()
+    try:
+        model.load_state_dict(read_state_dict(path))
+    except RuntimeError as error:
+        raise InputError(f"{path} does not hold MnistCNN weights ({str(error).splitlines()[-1].strip()})") from None
+    return model.eval()
+
+
+def digit_tensor(image: Image.Image) -> torch.Tensor:
+    """Any picture as an MNIST-like digit `(1, 28, 28)` in [0, 1]: grey, light stroke on dark."""
+    grey = np.asarray(image.convert("L").resize((28, 28), Image.BILINEAR), dtype=np.float32) / 255.0
+    if grey.mean() > 0.5:  # dark ink on light paper: flip it to MNIST's convention
+        grey = 1.0 - grey
+    return torch.from_numpy(grey)[None]
+
+
+def load_digits(count: int = 10) -> tuple[torch.Tensor, list[int], str]:
+    """Sample digits `(count, 1, 28, 28)` in [0, 1], their labels, and where they came from.
+
+    Real MNIST test digits when `torchvision.datasets.MNIST` finds them in
+    data/mnist (downloaded by tools/train_mnist_cnn.py); otherwise the small set
+    shipped in data/digits. Digits cycle 0, 1, ..., 9.
+    """
+    try:
+        from torchvision.datasets import MNIST
+
+        test_set = MNIST(str(MNIST_DIR), train=False, download=False)
+        first_of = {}
+        for index, label in enumerate(test_set.targets.tolist()):
+            first_of.setdefault(label, []).append(index)
+            if all(len(first_of.get(d, [])) * 10 >= count for d in range(10)):
+                break
+        picks = [first_of[i % 10][i // 10] for i in range(count)]
+        x = test_set.data[picks].float().div(255.0)[:, None]
+        return x, [int(test_set.targets[i]) for i in picks], "MNIST test set"
+    except (RuntimeError, OSError, KeyError, IndexError):
+        pass  # not downloaded: use the shipped digits
+    paths = sorted(DIGITS_DIR.glob("*.png"))
+    if not paths:
+        raise InputError(f"no sample digits in {DIGITS_DIR}; restore data/ from the repository")
+    by_label: dict[int, list[Path]] = {}
+    for path in paths:
+        by_label.setdefault(int(path.stem.split("_")[-1]), []).append(path)
+    labels = sorted(by_label)
+    picks_p = [by_label[labels[i % len(labels)]][(i // len(labels)) % len(by_label[labels[i % len(labels)]])]
+               for i in range(count)]
+    x = torch.stack([digit_tensor(open_image(p)) for p in picks_p])
+    return x, [int(p.stem.split("_")[-1]) for p in picks_p], "digits shipped in data/digits"
+
+
+# %% Layers and hooks (lecture 5) ----------------------------------------------------------
+
+
+def conv_layer_names(model: nn.Module) -> list[str]:
+    """Dotted names of every `nn.Conv2d` in `model`, in definition order."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def find_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
+    """The layer a CAM method reads: a module inside `model`, its dotted name, or None.
+
+    None means the last `nn.Conv2d`. Raises InputError (a ValueError) for a name
+    that does not exist, a module outside `model`, a model without convolutions,
+    and a Vision Transformer, whose attention mixes all positions after its only
+    convolution, so no conv layer keeps a map of where the evidence is.
+    """
+    convs = conv_layer_names(model)
+    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+        raise InputError(f"{type(model).__name__} is a transformer: attention mixes every patch after "
+                         "its convolutions, so a class activation map does not apply; see attention "
+                         "rollout in lecture 9")
+    if not convs:
+        raise InputError(f"{type(model).__name__} has no nn.Conv2d layer, so there is no feature map "
+                         "for a class activation map")
+    if layer is None:
+        return model.get_submodule(convs[-1])
+    if isinstance(layer, nn.Module):
+        if not any(layer is m for m in model.modules()):
+            raise InputError(f"the layer {type(layer).__name__} is not inside the model; "
+                             f"its convolutional layers are: {', '.join(convs)}")
+        return layer
+    names = dict(model.named_modules())
+    if layer not in names or layer == "":
+        close = difflib.get_close_matches(str(layer), convs, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InputError(f"no layer named {layer!r} in {type(model).__name__}{hint}; "
+                         f"its convolutional layers are: {', '.join(convs)}")
+    return names[layer]
+
+
+@dataclass
+class Captured:
+    """What `capture_activation` saw: the layer's output on the last call, still in the graph."""
+
+    activation: torch.Tensor | None = None
+
+
+@contextlib.contextmanager
+def capture_activation(layer: nn.Module) -> Iterator[Captured]:
+    """Record `layer`'s output during a forward pass; the hook is removed in `finally`.
+
+    The hook hands the rest of the network a clone of the output, so an in-place
+    ReLU right after a conv (as in VGG's `features`) cannot overwrite the
+    activation we keep, and `torch.autograd.grad(score, captured.activation)`
+    still works (pytorch-grad-cam met this clash with full backward hooks).
+    """
+    captured = Captured()
+
+    def hook(module: nn.Module, args: object, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise InputError(f"{type(module).__name__} returns {type(output).__name__}, not a tensor map")
+        captured.activation = output
+        return output.clone()
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+# %% Display and figures (lecture 1) ------------------------------------------------------
+
+
+def reduce_channels(attributions: torch.Tensor, how: str = "max_abs") -> np.ndarray:
+    """`(N, C, H, W)` attributions -> `(N, H, W)` maps for display.
+
+    `max_abs` (Simonyan et al.), `sum_abs`, or `sum` (signed). Display only:
+    the methods themselves return raw values.
+    """
+    a = attributions.detach().float().cpu()
+    if a.dim() == 3:
+        a = a[:, None]
+    reduced = {"max_abs": lambda t: t.abs().amax(1), "sum_abs": lambda t: t.abs().sum(1),
+               "sum": lambda t: t.sum(1)}[how](a)
+    return reduced.numpy()
+
+
+def scale_for_display(maps: np.ndarray, percentile: float = 99.0, signed: bool = False) -> np.ndarray:
+    """Divide each map by its `percentile` of |value| and clip to [0, 1] (or [-1, 1] when signed).
+
+    A handful of huge gradients would otherwise make the rest of the map black.
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    flat = np.abs(maps.reshape(maps.shape[0], -1))
+    top = np.percentile(flat, percentile, axis=1).reshape(-1, *([1] * (maps.ndim - 1)))
+    top = np.where(top > 0, top, np.maximum(flat.max(axis=1).reshape(top.shape), 1e-12))
+    return np.clip(maps / top, -1.0 if signed else 0.0, 1.0)
+
+
+def figure_grid(rows: int, cols: int, panel: float = 2.6, title: str | None = None):
+    """A rows x cols grid of image panels, laid out so titles and colour bars are not clipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures go to files: no screen needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols + 0.6, panel * rows + (0.5 if title else 0.2)),
+                             squeeze=False, layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig, axes
+
+
+def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
+    """An RGB `(H, W, 3)` or grey `(H, W)` image in [0, 1]."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = False,
+                 image: np.ndarray | None = None, alpha: float = 0.8, label: str | None = None):
+    """A map scaled to [0, 1] (or [-1, 1] when `signed`), with a colour bar.
+
+    Signed maps use a diverging colour map centred at zero (blue negative, red
+    positive). With `image`, the map is laid over a greyed copy of the picture,
+    each pixel as opaque as it is strong, so weak values do not hide the picture.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    cmap = plt.get_cmap("RdBu_r" if signed else "inferno" if image is None else "jet")
+    norm = Normalize(-1.0 if signed else 0.0, 1.0)
+    heat = np.asarray(heat, dtype=np.float64)
+    if image is None:
+        ax.imshow(heat, cmap=cmap, norm=norm)
+    else:
+        grey = np.asarray(image).mean(axis=-1) if np.asarray(image).ndim == 3 else np.asarray(image)
+        ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+        rgba = cmap(norm(heat))
+        rgba[..., 3] = alpha * np.clip(np.abs(heat), 0, 1)
+        ax.imshow(rgba)
+    if title:
+        ax.set_title(title, fontsize=9)
+    bar = ax.figure.colorbar(ScalarMappable(norm, cmap), ax=ax, fraction=0.046, pad=0.02)
+    bar.ax.tick_params(labelsize=7)
+    if label:
+        bar.set_label(label, fontsize=7)
+    return bar
+
+
+def save_figure(fig, out_dir: Path, name: str) -> Path:
+    """Save into `out_dir` (created when missing) as a PNG, close the figure, say where."""
+    import matplotlib.pyplot as plt
+
+    path = check_out_dir(out_dir) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        plt.close(fig)
+    print(f"saved {path}")
+    return path
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """Refuse an `--out-dir` that is (or lies below) an existing file, before anything is written."""
+    out_dir = Path(out_dir)
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"--out-dir {out_dir}: {folder} is an existing file, not a folder")
+            break
+    return out_dir
+
+
+# %% The demo set-up every lecture starts from (lecture 1) --------------------------------
+
+
+@dataclass
+class Demo:
+    """What a lecture's demo explains: a model, a batch, and how to show it."""
+
+    track: str  # "imagenet" or "mnist"
+    model_name: str
+    model: nn.Module
+    x: torch.Tensor  # (N, C, H, W), normalised as the model expects, on `device`
+    names: list[str]  # one title per example
+    categories: list[str]  # class names, index = class
+    device: torch.device
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    transform: Callable[[Image.Image], torch.Tensor] | None = None
+
+    def display(self, x: torch.Tensor | None = None) -> np.ndarray:
+        """The batch (or `x`) as pictures `(N, H, W, C)` in [0, 1]."""
+        return denormalize(self.x if x is None else x, self.mean, self.std)
+
+    def class_name(self, index: int) -> str:
+        return self.categories[index]
+
+    def black(self) -> torch.Tensor:
+        """A black image in the model's input space: (0 - mean) / std, not 0 (FINDINGS.md)."""
+        mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
+        return ((0.0 - mean) / std).expand_as(self.x).clone()
+
+
+def parse_target(text: str | None, categories: Sequence[str]) -> int | None:
+    """`--target`: a class index or an exact class name (any case), checked against the model."""
+    if text is None:
+        return None
+    try:
+        index = int(text)
+    except ValueError:
+        lowered = [c.lower() for c in categories]
+        if text.lower() in lowered:
+            return lowered.index(text.lower())
+        close = difflib.get_close_matches(text.lower(), lowered, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(categories[lowered.index(c)]) for c in close)}?" if close else ""
+        raise InputError(f"--target {text!r} is neither a class index (0 to {len(categories) - 1}) "
+                         f"nor a class name of this model{hint}") from None
+    if not 0 <= index < len(categories):
+        raise InputError(f"--target {index} is out of range: this model has classes 0 to {len(categories) - 1}")
+    return index
+
+
+def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: int = 6,
+               images: Sequence[str] | None = None) -> Demo:
+    """Turn the shared flags into a Demo: device, model, batch. Falls back to MNIST offline.
+
+    Every flag is checked before the first slow step, so a mistake costs a second,
+    not a download. `images` picks files from data/ for the default ImageNet batch;
+    `n_images` keeps the first few of them (the `--quick` runs use fewer).
+    """
+    torch.manual_seed(args.seed)
+    check_out_dir(args.out_dir)
+    device = pick_device(args.device)
+    user_images = load_images(args.image) if args.image else None
+    name = args.model or ("resnet18" if args.quick else args.default_model)
+    if name != "mnist":
+        try:
+            model, categories, transform = load_imagenet_model(name, args.weights)
+        except WeightsUnavailable as error:
+            print(f"warning: no pretrained {name} weights: {error}. Fix: run once online to cache "
+                  "them, or pass --weights FILE.", file=sys.stderr)
+            print("Continuing on the MNIST track with the digit CNN shipped in data/"
+                  + (" (--image ignored: photos mean nothing to a digit classifier)." if user_images else "."),
+                  file=sys.stderr)
+            name, user_images = "mnist", None
+        else:
+            parse_target(args.target, categories)  # fail now, before any work, on a bad --target
+            if user_images:
+                pil_images, stems = user_images
+            else:
+                pil_images, stems = load_images([DATA_DIR / f for f in (images or PHOTOS)])
+                pil_images, stems = pil_images[:n_images], stems[:n_images]
+            x = preprocess(pil_images, transform).to(device)
+            return Demo("imagenet", name, model.to(device).eval(), x, stems, categories, device,
+                        tuple(transform.mean), tuple(transform.std), transform)
+    parse_target(args.target, MNIST_CLASSES)
+    model = load_mnist_cnn(args.weights if args.model == "mnist" else None)
+    if user_images:
+        x = torch.stack([digit_tensor(image) for image in user_images[0]])
+        stems = user_images[1]
+    else:
+        x, labels, source = load_digits(n_digits)
+        stems = [f"digit {label}" for label in labels]
+        print(f"Digits from the {source}.")
+    return Demo("mnist", "mnist", model.to(device).eval(), x.to(device), stems, MNIST_CLASSES, device)
+
+
+def demo_target(args: argparse.Namespace, demo: Demo) -> int | None:
+    """The `--target` flag as a class index for this demo's model (None: the prediction)."""
+    return parse_target(args.target, demo.categories)
+
+
+def top_k(logits: torch.Tensor, categories: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+    """Per example, the k most probable classes as (name, probability)."""
+    probs = logits.detach().float().softmax(dim=1).cpu()
+    values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+    return [[(categories[i], float(p)) for p, i in zip(vs, ix)] for vs, ix in zip(values, indices)]
+
+
+@contextlib.contextmanager
+def quiet_warnings(*categories: type[Warning]) -> Iterator[None]:
+    """Silence named warning categories inside one block (never globally)."""
+    with warnings.catch_warnings():
+        for category in categories:
+            warnings.simplefilter("ignore", category)
+        yield
