@@ -221,7 +221,12 @@ def open_image(path: Path) -> Image.Image:
         raise InputError(f"{path}: not a readable image ({error})") from None
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode != "F" and pixels.max() > 255 else max(pixels.max(), 1.0)
+        if image.mode.startswith("I;16") or (image.mode == "I" and pixels.max() > 255):
+            top = 65535.0  # a 16-bit image
+        elif image.mode == "F" and pixels.max() <= 1.0:
+            top = 1.0  # floats in [0, 1]
+        else:
+            top = 255.0 if pixels.max() <= 255 else pixels.max()
         image = Image.fromarray(np.clip(pixels / top * 255.0, 0, 255).astype(np.uint8))
     if image.mode in ("P", "PA", "LA", "RGBA", "La") or "transparency" in image.info:
         image = image.convert("RGBA")

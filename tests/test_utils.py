@@ -265,3 +265,28 @@ def test_save_figure_creates_the_folder_and_refuses_a_file(tmp_path):
     with pytest.raises(utils.InputError, match="existing file"):
         utils.check_out_dir(blocker / "sub")
     assert blocker.read_text() == "mine"
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """The IDX format MNIST ships in: magic (unsigned bytes, ndim), big-endian sizes, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_sample_digits_come_from_torchvision_mnist_when_it_is_there(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    labels = np.array([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 0, 2, 8, 4, 6, 7, 0], dtype=np.uint8)
+    images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+    images[:, 10, 10] = np.arange(len(labels)) + 1  # a fingerprint: which example was picked
+    for split in ("train", "t10k"):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    monkeypatch.setattr(utils, "MNIST_DIR", tmp_path)
+    x, digits, source = utils.load_digits(12)
+    assert source == "MNIST test set" and digits == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    first = [int(np.flatnonzero(labels == d)[0]) for d in range(10)]
+    second_zero, second_one = int(np.flatnonzero(labels == 0)[1]), int(np.flatnonzero(labels == 1)[1])
+    picked = (x[:, 0, 10, 10] * 255).round().long() - 1
+    assert picked.tolist() == first + [second_zero, second_one]
+    assert x.shape == (12, 1, 28, 28) and x.max() <= 1.0
