@@ -1,0 +1,244 @@
+"""Part 6 of 9: guided backpropagation.        Previous: 05_gradcam.py   Next: 07_guided_gradcam.py
+
+Intuition: follow the gradient back to the pixels, but at every ReLU let through only
+the signals that excite the neuron and that push the score up.
+
+    forward   y = ReLU(x) = max(x, 0)                      unchanged
+    backward  ordinary:  dS/dx = dS/dy * [x > 0]
+              guided:    R_x   = max(R_y, 0) * [x > 0]     at every ReLU
+    GB_c(x) = the input gradient dS_c/dx computed with the guided rule
+
+The result is a sharp, photo-like picture of edges. It is sharp because it throws
+away the negative signals, and that is also why it barely depends on the class:
+Adebayo et al. (2018) showed it largely reconstructs the image.
+
+Paper: J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for
+Simplicity: The All Convolutional Net", ICLR workshop 2015, https://arxiv.org/abs/1412.6806
+Sanity checks: J. Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018,
+https://arxiv.org/abs/1810.03292
+
+Run:          python 06_guided_backpropagation.py            (ResNet-50, three photos)
+In seconds:   python 06_guided_backpropagation.py --quick     (ResNet-18, the composite only)
+Digits:       python 06_guided_backpropagation.py --model mnist
+Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import utils
+
+vanilla_gradient = importlib.import_module("01_vanilla_gradient_saliency").vanilla_gradient
+
+QUICK_PHOTOS = 1  # --quick explains the composite ...
+QUICK_DIGITS = 4  # ... or this many digits
+DIGITS = 6
+PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
+CAT_CLASSES = (281, 282, 285)  # ImageNet's tabby, tiger cat, Egyptian cat
+ESPRESSO = 967
+
+
+# %% The guided ReLU ------------------------------------------------------------------
+
+
+class GuidedReLU(torch.autograd.Function):
+    """max(x, 0) forwards; backwards only positive gradients, and only where x > 0."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        if inplace:
+            y = x.clamp_(min=0)  # ResNet's nn.ReLU(inplace=True) overwrites its input
+            ctx.mark_dirty(x)  # tell autograd, so the graph stays correct
+        else:
+            y = x.clamp(min=0)
+        ctx.save_for_backward(y)  # y > 0 exactly where x > 0, and y survives in-place calls
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        (y,) = ctx.saved_tensors
+        return grad_y.clamp(min=0) * (y > 0), None  # R_x = max(R_y, 0) * [x > 0]
+
+
+def _relu(input, inplace=False):  # torch.nn.functional.relu; nn.ReLU.forward calls it
+    return GuidedReLU.apply(input, inplace)
+
+
+def _relu_out_of_place(input):  # torch.relu, Tensor.relu
+    return GuidedReLU.apply(input, False)
+
+
+def _relu_in_place(input):  # torch.relu_, F.relu_, Tensor.relu_
+    return GuidedReLU.apply(input, True)
+
+
+# Every way PyTorch code usually calls a ReLU. Module hooks would only see nn.ReLU
+# modules (Captum's limitation); patching the functions sees F.relu in a forward too.
+PATCHES = [
+    (F, "relu", _relu), (F, "relu_", _relu_in_place),
+    (torch, "relu", _relu_out_of_place), (torch, "relu_", _relu_in_place),
+    (torch.Tensor, "relu", _relu_out_of_place), (torch.Tensor, "relu_", _relu_in_place),
+]
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def guided_relu() -> Iterator[None]:
+    """Inside this block every ReLU call is a GuidedReLU; the originals come back in `finally`.
+
+    Models keep their modules and flags: nn.ReLU.forward calls F.relu, which is patched.
+    Not seen: a `from torch.nn.functional import relu` made before the block, and other
+    activations (ReLU6, GELU). Not thread-safe: the patch is global while the block runs.
+    """
+    # Tensor.relu lives on a C base class; remember whether Tensor itself had the name.
+    originals = [(owner, name, vars(owner).get(name, _ABSENT)) for owner, name, _ in PATCHES]
+    try:
+        for owner, name, replacement in PATCHES:
+            setattr(owner, name, replacement)
+        yield
+    finally:
+        for owner, name, original in originals:
+            if original is _ABSENT:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
+# %% The method ---------------------------------------------------------------------
+
+
+def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torch.Tensor:
+    """Guided backpropagation of Springenberg et al. (2015): dS_c/dx with guided ReLUs.
+
+    model    returns logits (N, K); its ReLUs may be nn.ReLU modules (in place or not,
+             used once or several times) or F.relu / torch.relu / Tensor.relu calls
+    target   None (the prediction), an int, or one class per example
+    Returns the signed map, shaped like `inputs`, detached, same device and dtype.
+    """
+    # The forward pass is the ordinary one; only the backward rule of each ReLU changes.
+    # So guided backpropagation is lecture 1's gradient, taken through guided ReLUs.
+    with guided_relu():
+        return vanilla_gradient(model, inputs, target, absolute=False)  # (N, C, H, W)
+
+
+# %% The sanity check that teaches it ---------------------------------------------------
+
+
+def similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """(cosine, Spearman rank correlation) of two maps, flattened."""
+    a, b = a.flatten().double(), b.flatten().double()
+    cosine = float(F.cosine_similarity(a, b, dim=0))
+    ranks_a, ranks_b = a.argsort().argsort().double(), b.argsort().argsort().double()
+    spearman = float(torch.corrcoef(torch.stack([ranks_a, ranks_b]))[0, 1])
+    return cosine, spearman
+
+
+# %% Figures --------------------------------------------------------------------------
+
+
+def as_rgb(grads: torch.Tensor) -> np.ndarray:
+    """A signed (N, C, H, W) map as pictures (N, H, W, C): grey is 0, the 99th percentile of |g| is 0 or 1."""
+    signed = utils.scale_for_display(grads.detach().permute(0, 2, 3, 1).cpu().numpy(), signed=True)
+    return 0.5 + 0.5 * signed
+
+
+def show_map(ax, grads: torch.Tensor, title: str) -> None:
+    """One (1, C, H, W) map: RGB for photos, a signed colour map for grey digits."""
+    if grads.shape[1] == 3:
+        utils.show_image(ax, as_rgb(grads)[0], title)
+    else:
+        utils.show_heatmap(ax, utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)[0],
+                           title, signed=True, label="99th pct = 1")
+
+
+def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.Tensor, explained: list[str]):
+    """Rows of image | vanilla |dS/dx| | guided backprop (magnitude) | guided backprop (signed)."""
+    images = demo.display()
+    fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient vs guided backpropagation, "
+                                  f"{demo.model_name}")
+    vanilla_heat = utils.scale_for_display(utils.reduce_channels(vanilla, "max_abs"))
+    guided_heat = utils.scale_for_display(utils.reduce_channels(guided, "max_abs"))
+    for row, (image, name) in enumerate(zip(images, demo.names)):
+        utils.show_image(axes[row, 0], image, f"{name}, explaining\n'{explained[row]}'")
+        utils.show_heatmap(axes[row, 1], vanilla_heat[row], "vanilla |dS/dx|", label="max over channels")
+        utils.show_heatmap(axes[row, 2], guided_heat[row], "guided backprop |R|", label="max over channels")
+        show_map(axes[row, 3], guided[row: row + 1], "guided backprop, signed\n(grey = 0)")
+    return fig
+
+
+def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: torch.Tensor,
+                     guided: torch.Tensor, scores: dict[str, tuple[float, float]]):
+    """Two rows (vanilla, guided), one column per class: does the map change with the class?"""
+    image = demo.display()[index]
+    fig, axes = utils.figure_grid(2, 3, title=f"One image, two classes, {demo.model_name}: "
+                                  "guided backprop hardly changes")
+    for row, (method, maps) in enumerate([("vanilla gradient", vanilla), ("guided backprop", guided)]):
+        cosine, spearman = scores[method]
+        utils.show_image(axes[row, 0], image, f"{method}\ncosine {cosine:.2f}, Spearman {spearman:.2f}")
+        heat = utils.scale_for_display(utils.reduce_channels(maps, "max_abs"))
+        for col, c in enumerate(classes, start=1):
+            utils.show_heatmap(axes[row, col], heat[col - 1], f"{method} for\n'{demo.class_name(c)}'",
+                               label="max over channels")
+    return fig
+
+
+# %% The demo -------------------------------------------------------------------------
+
+
+def contrast_classes(demo: utils.Demo, logits: torch.Tensor, index: int) -> list[int]:
+    """Two classes for one image: cat and espresso on the composite, else the top two."""
+    if demo.track == "imagenet" and demo.names[index] == Path(utils.COMPOSITE).stem:
+        cats = torch.tensor(CAT_CLASSES, device=logits.device)
+        return [int(cats[logits[index, cats].argmax()]), ESPRESSO]
+    return logits[index].topk(2).indices.tolist()
+
+
+@utils.command_line
+def main(argv: Sequence[str] | None = None) -> None:
+    args = utils.make_parser(__doc__).parse_args(argv)
+    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+                            n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
+    target = utils.demo_target(args, demo)
+    with torch.no_grad():
+        logits = demo.model(demo.x)  # (N, K)
+    classes = utils.resolve_target(logits, target)  # (N,)
+    explained = [demo.class_name(int(c)) for c in classes]
+    relus = [m for m in demo.model.modules() if isinstance(m, nn.ReLU)]
+    print(f"\n{demo.model_name} has {len(relus)} nn.ReLU modules, {sum(m.inplace for m in relus)} of them "
+          "in place; each becomes a guided ReLU through F.relu, and so do F.relu calls in a forward.")
+
+    vanilla = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
+    guided = guided_backprop(demo.model, demo.x, target)  # (N, C, H, W)
+    utils.save_figure(plot_versus_vanilla(demo, vanilla, guided, explained), args.out_dir,
+                      f"06_guided_backprop_{demo.track}.png")
+
+    # The sanity check: explain one image for two classes. A class-discriminative map
+    # changes with the class; guided backpropagation mostly redraws the image's edges.
+    index = 0
+    pair = contrast_classes(demo, logits, index)
+    x = demo.x[index: index + 1].expand(2, -1, -1, -1)  # the same image twice, one class each
+    maps = {"vanilla gradient": vanilla_gradient(demo.model, x, pair, absolute=False),
+            "guided backprop": guided_backprop(demo.model, x, pair)}
+    scores = {}
+    print(f"\nSimilarity of the maps for '{demo.class_name(pair[0])}' and '{demo.class_name(pair[1])}' "
+          f"on {demo.names[index]} (|map|, max over channels; 1 = identical):")
+    for method, m in maps.items():
+        magnitude = torch.from_numpy(utils.reduce_channels(m, "max_abs"))  # (2, H, W)
+        scores[method] = similarity(magnitude[0], magnitude[1])
+        print(f"  {method:>16}: cosine {scores[method][0]:.3f}   Spearman {scores[method][1]:.3f}")
+    print("  Near 1 for guided backprop means the two classes get nearly the same picture: it shows")
+    print("  edges the network responds to, not which class they support. Lecture 7 fixes that.")
+    figure = plot_two_classes(demo, index, pair, maps["vanilla gradient"], maps["guided backprop"], scores)
+    utils.save_figure(figure, args.out_dir, f"06_guided_backprop_two_classes_{demo.track}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Part 7 of 9: Guided Grad-CAM.    Previous: 06_guided_backpropagation.py   Next: 08_comparative_analysis.py
+
+Intuition: guided backpropagation is sharp but hardly cares about the class; Grad-CAM
+cares about the class but is blurry. Multiply them: sharp detail, only where the class is.
+
+    GB_c(x)   guided backpropagation, shape (C, H, W)                 lecture 6
+    L_c(x)    Grad-CAM, ReLU(sum_k alpha_k A_k), upsampled to (1, H, W)   lecture 5
+    GGC_c(x) = GB_c(x) * L_c(x)          element-wise, L_c broadcast over the C channels
+
+Both factors are raw values, so the product is too: normalise it for display only,
+after the method, and never inside it (see the sanity check below).
+
+Paper: R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra,
+"Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
+Localization", ICCV 2017, section 3.1, https://arxiv.org/abs/1610.02391
+
+Run:          python 07_guided_gradcam.py                     (ResNet-50, the cat-and-coffee composite)
+In seconds:   python 07_guided_gradcam.py --quick              (ResNet-18)
+Another layer: python 07_guided_gradcam.py --layer layer3
+Digits:       python 07_guided_gradcam.py --model mnist
+Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Sequence
+
+import torch
+from torch import nn
+
+import utils
+
+gradcam = importlib.import_module("05_gradcam")
+guided = importlib.import_module("06_guided_backpropagation")
+grad_cam, guided_backprop = gradcam.grad_cam, guided.guided_backprop
+
+QUICK_DIGITS = 1  # --quick explains one digit ...
+DIGITS = 3  # ... the full run three; the ImageNet track explains the composite
+PHOTOS = [utils.COMPOSITE]
+
+
+# %% The method ---------------------------------------------------------------------
+
+
+def guided_grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=None) -> torch.Tensor:
+    """Guided Grad-CAM of Selvaraju et al. (2017): guided backprop times the upsampled Grad-CAM.
+
+    layer    Grad-CAM's layer: a module, its dotted name, or None for the last nn.Conv2d
+    target   None (the prediction), an int, or one class per example
+    Returns raw values shaped like `inputs` (N, C, H, W), detached, same device and dtype.
+    """
+    utils.find_layer(model, layer)  # a bad layer fails before any work
+    # Resolve the class once, so both factors explain the same class even if the model
+    # is in training mode and dropout would change the prediction between passes.
+    with torch.no_grad():
+        classes = utils.resolve_target(model(inputs.detach()), target)  # (N,)
+    GB = guided_backprop(model, inputs, classes)  # (N, C, H, W): sharp, hardly class-specific
+    L = grad_cam(model, inputs, classes, layer, relu=True, upsample=True)  # (N, 1, H, W): coarse, specific
+    return (GB * L).detach()  # (N, C, H, W): L broadcast over the channels
+
+
+# %% Figures --------------------------------------------------------------------------
+
+
+def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torch.Tensor, L: torch.Tensor,
+                      GGC: torch.Tensor, layer_name: str):
+    """One row per class: image | guided backprop | Grad-CAM | their product | its magnitude."""
+    image = demo.display()[index]
+    magnitude = utils.scale_for_display(utils.reduce_channels(GGC, "max_abs"))  # (2, H, W)
+    fig, axes = utils.figure_grid(len(classes), 5, title=f"Guided Grad-CAM = guided backprop x Grad-CAM, "
+                                  f"{demo.model_name}, layer {layer_name}")
+    cam = utils.scale_for_display(L[:, 0].cpu().numpy(), percentile=100.0)  # each map / its max
+    for row, c in enumerate(classes):
+        name = demo.class_name(c)
+        zero = "" if L[row].any() else "\n(all zero: no positive evidence)"
+        utils.show_image(axes[row, 0], image, f"{demo.names[index]}, explaining\n'{name}'")
+        guided.show_map(axes[row, 1], GB[row: row + 1], f"guided backprop, '{name}'")
+        utils.show_heatmap(axes[row, 2], cam[row], f"Grad-CAM, '{name}'{zero}", image=image, label="/ max")
+        guided.show_map(axes[row, 3], GGC[row: row + 1], f"Guided Grad-CAM, '{name}'{zero}")
+        utils.show_heatmap(axes[row, 4], magnitude[row], "|Guided Grad-CAM|", label="max over channels")
+    return fig
+
+
+# %% The demo -------------------------------------------------------------------------
+
+
+@utils.command_line
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = utils.make_parser(__doc__)
+    gradcam.add_layer_flag(parser)
+    args = parser.parse_args(argv)
+    gradcam.check_cam_layer(args)  # a ViT, a network without convolutions or a bad --layer: stop now
+    demo = utils.setup_demo(args, n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
+    layer = gradcam.demo_layer(args, demo)
+    layer_name = layer or "last conv"
+    target = utils.demo_target(args, demo)
+    with torch.no_grad():
+        logits = demo.model(demo.x)  # (N, K)
+
+    # Practice 1, which layer: the deepest map with a spatial extent. Grad-CAM is only as
+    # sharp as that map; guided backprop supplies the detail.
+    small = grad_cam(demo.model, demo.x[:1], None, layer, upsample=False)  # (1, 1, h, w)
+    print(f"\nGrad-CAM reads {demo.model_name} at {layer_name}: a {small.shape[-2]}x{small.shape[-1]} map. "
+          "Deeper layers are more class-specific but coarser; see lecture 5's layer figure.")
+
+    for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
+        classes = guided.contrast_classes(demo, logits, i)
+        if target is not None:  # --target replaces the first class
+            classes = [target] + [c for c in classes if c != target][:1]
+        x = demo.x[i: i + 1].expand(len(classes), -1, -1, -1)  # the same image once per class
+        GB = guided_backprop(demo.model, x, classes)  # (2, C, H, W)
+        L = grad_cam(demo.model, x, classes, layer)  # (2, 1, H, W)
+        GGC = guided_grad_cam(demo.model, x, classes, layer)  # (2, C, H, W)
+        gb_cos, _ = guided.similarity(GB[0].abs().amax(0), GB[1].abs().amax(0))
+        ggc_cos, _ = guided.similarity(GGC[0].abs().amax(0), GGC[1].abs().amax(0))
+        names = [demo.class_name(c) for c in classes]
+        print(f"\n{demo.names[i]}: guided_grad_cam is guided_backprop * grad_cam, largest difference "
+              f"{float((GGC - GB * L).abs().max()):.1e}")
+        print(f"  '{names[0]}' vs '{names[1]}', cosine similarity of the two maps")
+        print(f"  guided backprop {gb_cos:.3f}   Guided Grad-CAM {ggc_cos:.3f}   (1 = the same map)")
+
+        # Practice 2, normalise for display only. The raw peaks say how strong each
+        # class's evidence is; scaling each map to [0, 1] inside the method would hide it.
+        peaks = GGC.abs().flatten(1).amax(1).tolist()
+        print("  raw peak |Guided Grad-CAM|: " + ", ".join(f"'{n}' {p:.3g}" for n, p in zip(names, peaks)))
+        print("  (the figure divides each map by its own 99th percentile of |value|, so its colours")
+        print("   compare places within a map, not strength between classes)")
+        utils.save_figure(plot_three_panels(demo, i, classes, GB, L, GGC, layer_name), args.out_dir,
+                          f"07_guided_gradcam_{demo.track}{'' if len(demo.names) == 1 else f'_{i}'}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,371 @@
+"""Lecture 5: Grad-CAM by hand, against Captum and pytorch-grad-cam, and end to end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+import utils
+from conftest import lecture, random_resnet18
+
+grad_cam = lecture("05_gradcam").grad_cam
+
+
+def hooks_left(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules()
+            for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks) if d]
+
+
+class TwoDetectors(nn.Module):
+    """Two channels pass through a 1x1 conv unchanged; class k is the mean of channel k.
+
+    So dS_k/dA_j is 1/(h w) for j = k and 0 otherwise: alpha picks channel k, and
+    Grad-CAM for class k is exactly A_k / (h w). Put channel 0's content on the left
+    half of the image and channel 1's on the right, and the two classes' maps sit on
+    opposite halves.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean(dim=(2, 3))  # (N, 2): global average pooling, no head weights
+
+
+def halves_input(n: int = 3, size: int = 8) -> torch.Tensor:
+    x = torch.rand(n, 2, size, size) + 0.1
+    x[:, 0, :, size // 2:] = 0  # channel 0 lives on the left half
+    x[:, 1, :, : size // 2] = 0  # channel 1 on the right half
+    return x
+
+
+class FunctionalNet(nn.Module):
+    """ReLUs as function calls, which module hooks cannot see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, stride=2)
+        self.fc = nn.Linear(8 * 4, 5)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.fc(F.adaptive_avg_pool2d(x, 2).relu().flatten(1))
+
+
+class ModuleNet(FunctionalNet):
+    """The same network with nn.ReLU modules, one in place and used twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        return self.fc(nn.functional.adaptive_avg_pool2d(x, 2).clamp(min=0).flatten(1))
+
+
+def twins() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    functional = FunctionalNet().eval()
+    modules = ModuleNet().eval()
+    modules.load_state_dict(functional.state_dict())
+    return functional, modules
+
+
+def captum_grad_cam(model, layer_module, x, target, relu, upsample):
+    cam = LayerGradCam(model, layer_module).attribute(x, target=target, relu_attributions=relu)
+    return LayerAttribution.interpolate(cam, x.shape[-2:], "bilinear") if upsample else cam
+
+
+# --- hand-derived answers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_each_class_map_is_its_own_half(relu):
+    model, x = TwoDetectors().eval(), halves_input()
+    for k in (0, 1):
+        cam = grad_cam(model, x, k, "conv", relu=relu, upsample=False)  # (3, 1, 8, 8)
+        torch.testing.assert_close(cam, x[:, k: k + 1] / 64)  # A_k / (h w), exactly
+        other_half = cam[..., 4:] if k == 0 else cam[..., :4]
+        assert torch.all(other_half == 0)  # a sum started from ones would put 1/64 * ... + 1 here
+
+
+def test_class_discrimination_on_the_halves():
+    model, x = TwoDetectors().eval(), halves_input(n=2)
+    cam = grad_cam(model, x, [0, 1])  # one class per example, upsampled to 8x8 (the same size)
+    assert cam.shape == (2, 1, 8, 8)
+    assert cam[0, ..., :4].min() > 0 and torch.all(cam[0, ..., 4:] == 0)  # the cat-like class: left only
+    assert cam[1, ..., 4:].min() > 0 and torch.all(cam[1, ..., :4] == 0)  # the other class: right only
+
+
+def test_upsampling_is_bilinear_without_aligned_corners():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)).eval()
+    x = torch.randn(2, 3, 23, 31)
+    small = grad_cam(model, x, 1, upsample=False)
+    assert small.shape == (2, 1, 6, 8)
+    expected = F.interpolate(small, size=(23, 31), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(grad_cam(model, x, 1), expected)
+
+
+# --- trusted references ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet() -> nn.Module:
+    return random_resnet18()
+
+
+@pytest.mark.parametrize("layer_form,layer", [("module", "layer4"), ("name", "layer4"), ("name", "layer2"),
+                                              ("module", "layer4.1.conv2")])
+@pytest.mark.parametrize("relu,upsample", [(True, True), (False, False)])
+def test_equals_captum_on_resnet18(resnet, layer_form, layer, relu, upsample):
+    model = resnet
+    x = torch.randn(2, 3, 64, 64)
+    module = model.get_submodule(layer)
+    chosen = module if layer_form == "module" else layer
+    ours = grad_cam(model, x, [3, 7], chosen, relu=relu, upsample=upsample)
+    theirs = captum_grad_cam(model, module, x, [3, 7], relu, upsample)
+    assert ours.shape == theirs.shape
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def vgg() -> nn.Module:
+    from torchvision.models import vgg11
+
+    torch.manual_seed(0)
+    model = vgg11(num_classes=10)  # its convs feed in-place ReLUs
+    # A narrower head (25088 -> 64 -> 64 -> 10 instead of 4096 wide) keeps the tests fast.
+    model.classifier[0], model.classifier[3] = nn.Linear(25088, 64), nn.Linear(64, 64)
+    model.classifier[6] = nn.Linear(64, 10)
+    return model.eval()
+
+
+@pytest.mark.parametrize("layer", [None, "features.19"])
+def test_equals_captum_on_vgg11(vgg, layer):
+    model = vgg
+    x = torch.randn(2, 3, 64, 64)
+    module = utils.find_layer(model, layer)
+    for relu, upsample in [(True, True), (False, False)]:
+        ours = grad_cam(model, x, [1, 2], layer, relu=relu, upsample=upsample)
+        torch.testing.assert_close(ours, captum_grad_cam(model, module, x, [1, 2], relu, upsample),
+                                   rtol=1e-4, atol=1e-8)
+
+
+def test_functional_relus_give_the_same_map_as_their_module_twin():
+    functional, modules = twins()
+    x = torch.randn(3, 3, 8, 8)
+    for layer in ["conv1", "conv2", None]:
+        ours = grad_cam(functional, x, [0, 2, 4], layer, relu=False)
+        torch.testing.assert_close(ours, grad_cam(modules, x, [0, 2, 4], layer, relu=False))
+        module = utils.find_layer(modules, layer)
+        torch.testing.assert_close(ours, captum_grad_cam(modules, module, x, [0, 2, 4], False, True))
+
+
+def min_max(maps: np.ndarray) -> np.ndarray:
+    flat = maps.reshape(len(maps), -1)
+    low, high = flat.min(1), flat.max(1)
+    return (maps - low[:, None, None]) / (1e-7 + high - low)[:, None, None]
+
+
+@pytest.mark.parametrize("arch,layer", [("resnet18", "layer4"), ("resnet18", "layer3"),
+                                        ("vgg11", "features.19")])
+def test_equals_pytorch_grad_cam_after_min_max_scaling(resnet, vgg, arch, layer):
+    """pytorch-grad-cam returns ReLU(cam), min-max scaled, cv2-resized, min-max scaled again.
+
+    cv2's bilinear resize is the same as F.interpolate(align_corners=False) when
+    upsampling, and resizing commutes with a positive affine rescaling, so its
+    output is min_max(our upsampled map). It also calls model.eval() and writes
+    .grad on the parameters, which are cleared afterwards. Its layer must
+    not be a conv followed by an in-place ReLU: the ReLU overwrites the activation it
+    stores (FINDINGS.md), so for VGG it reads the ReLU module, as its README advises.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    model = resnet if arch == "resnet18" else vgg
+    x = torch.randn(2, 3, 64, 64)
+    ours = grad_cam(model, x, [1, 2], layer)[:, 0].numpy()
+    with GradCAM(model, [model.get_submodule(layer)]) as cam:
+        theirs = cam(x, [ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
+    model.zero_grad(set_to_none=True)
+    np.testing.assert_allclose(min_max(ours), theirs, atol=1e-4)
+
+
+# --- the contract ------------------------------------------------------------------------------
+
+
+def test_every_target_form_explains_the_same_classes():
+    functional, _ = twins()
+    x = torch.randn(3, 3, 8, 8)
+    predicted = functional(x).argmax(1)
+    each = torch.cat([grad_cam(functional, x[i: i + 1], int(predicted[i])) for i in range(3)])
+    torch.testing.assert_close(grad_cam(functional, x), each)
+    torch.testing.assert_close(grad_cam(functional, x, predicted.tolist()), each)
+    torch.testing.assert_close(grad_cam(functional, x, predicted), each)
+    torch.testing.assert_close(grad_cam(functional, x, 2), grad_cam(functional, x, [2, 2, 2]))
+
+
+@pytest.mark.parametrize("bad,words", [(5, "0 to 4"), (-1, "0 to 4"), ([0, 1], "3"), ([0, 1, 2, 3], "3"),
+                                       (torch.tensor([0.0, 1.0, 2.0]), "integer"), ("cat", "int")])
+def test_invalid_targets_raise_value_error(bad, words):
+    functional, _ = twins()
+    with pytest.raises(ValueError, match=words):
+        grad_cam(functional, torch.randn(3, 3, 8, 8), bad)
+
+
+def test_bad_layers_raise_value_error_naming_the_conv_layers():
+    model = random_resnet18()
+    with pytest.raises(ValueError, match="layer4.1.conv2"):
+        grad_cam(model, torch.randn(1, 3, 32, 32), layer="layer5")
+    with pytest.raises(ValueError, match="conv1"):
+        grad_cam(model, torch.randn(1, 3, 32, 32), layer=nn.Conv2d(3, 3, 1))  # not inside the model
+    with pytest.raises(ValueError, match="no nn.Conv2d"):
+        grad_cam(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), torch.randn(1, 3, 2, 2))
+
+
+def test_a_vision_transformer_is_refused():
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=32, patch_size=16, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8)
+    with pytest.raises(ValueError, match="transformer"):
+        grad_cam(vit.eval(), torch.randn(1, 3, 32, 32))
+
+
+class Exploding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        self.conv(x)  # the hook has fired ...
+        raise RuntimeError("boom")  # ... and then the forward pass fails
+
+
+def test_the_forward_error_propagates_and_the_hook_is_removed():
+    model = Exploding()
+    with pytest.raises(RuntimeError, match="boom"):
+        grad_cam(model, torch.randn(1, 3, 8, 8))
+    assert not hooks_left(model)
+
+
+@pytest.mark.parametrize("bad_target", [None, 99])
+def test_no_side_effects_also_after_an_error(bad_target):
+    model = random_resnet18(num_classes=10).train()  # used as it is, never switched
+    model.fc.weight.grad = torch.ones_like(model.fc.weight)  # the caller's own gradient
+    x = torch.randn(2, 3, 32, 32)
+    before = x.clone()
+    try:
+        grad_cam(model, x, bad_target, "layer3")
+    except ValueError:
+        assert bad_target == 99
+    assert torch.equal(x, before) and not x.requires_grad
+    assert model.training and not hooks_left(model)
+    assert torch.equal(model.fc.weight.grad, torch.ones_like(model.fc.weight))
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("fc."))
+
+
+def test_result_is_detached_same_dtype_and_works_under_no_grad():
+    functional, _ = twins()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64).requires_grad_(True)
+    with torch.no_grad():
+        cam = grad_cam(functional.double(), x)
+    assert cam.dtype == torch.float64 and not cam.requires_grad and x.grad is None and x.requires_grad
+
+
+def test_frozen_weights_still_work():
+    model = random_resnet18(num_classes=10).requires_grad_(False)
+    torch.testing.assert_close(grad_cam(model, torch.randn(1, 3, 32, 32), 3).shape, (1, 1, 32, 32))
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mnist_weights(monkeypatch, tmp_path):
+    """The shipped digit CNN and sample digits when they are there, else random stand-ins."""
+    if not utils.MNIST_WEIGHTS.is_file():
+        torch.manual_seed(0)
+        path = tmp_path / "mnist_cnn.pt"
+        torch.save(utils.MnistCNN().state_dict(), path)
+        monkeypatch.setattr(utils, "MNIST_WEIGHTS", path)
+    if not any(utils.DIGITS_DIR.glob("*.png")):
+        from PIL import Image
+
+        folder = tmp_path / "digits"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for label in range(10):
+            pixels = np.zeros((28, 28), np.uint8)
+            pixels[6:22, 10 + label % 5: 14 + label % 5] = 255  # a bar, shifted per label
+            pixels += (rng.random((28, 28)) * 20).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"sample_{label}.png")
+        monkeypatch.setattr(utils, "DIGITS_DIR", folder)
+    return utils.MNIST_WEIGHTS
+
+
+def test_main_quick_on_the_imagenet_track(cached_resnet18, mnist_weights, tmp_path, capsys):
+    lecture("05_gradcam").main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    for name in ["layers_imagenet", "classes_imagenet", "top3_imagenet", "networks"]:
+        assert (tmp_path / f"05_gradcam_{name}.png").stat().st_size > 10_000
+    assert "7x7 before upsampling to 224x224" in out and "VGG-16" not in out
+
+
+def test_main_quick_on_the_mnist_track(mnist_weights, tmp_path, capsys):
+    lecture("05_gradcam").main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    assert "7x7 before upsampling to 28x28" in capsys.readouterr().out
+    expected = {f"05_gradcam_{n}_mnist.png" for n in ["layers", "classes", "top3"]}
+    assert {p.name for p in tmp_path.glob("05_*")} == expected
+
+
+def test_vgg16_without_weights_is_skipped_in_one_line(cached_resnet18, mnist_weights, capsys):
+    module = lecture("05_gradcam")
+    args = utils.make_parser(None).parse_args(["--model", "resnet18"])
+    args.layer, args.quick = None, False
+    demo = utils.setup_demo(args, n_images=1, images=module.PHOTOS)
+    rows = module.other_networks(args, demo)
+    out = capsys.readouterr().out
+    assert [r[0] for r in rows] == ["mnist"]
+    assert len([line for line in out.splitlines() if "VGG-16" in line]) == 1
+
+
+def run_cli(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        lecture("05_gradcam").main(argv)
+    err = capsys.readouterr().err
+    return exit_info.value.code, err
+
+
+def test_cli_unknown_layer(cached_resnet18, tmp_path, capsys):
+    code, err = run_cli(["--quick", "--layer", "layer9", "--out-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "layer4" in err and "conv" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_a_model_without_convolutions(monkeypatch, tmp_path, capsys):
+    weights = utils.IMAGENET_MODELS["resnet18"][1]
+    def no_convolution(weights=None) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 1000))
+
+    monkeypatch.setitem(utils.IMAGENET_MODELS, "resnet18", (no_convolution, weights))
+    code, err = run_cli(["--quick", "--out-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no nn.Conv2d" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_a_vision_transformer_offline_without_weights(tmp_path, capsys):
+    code, err = run_cli(["--model", "vit_b_16", "--out-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "Grad-CAM does not apply to a Vision Transformer" in err and "download" not in err
+    assert not (tmp_path / "out").exists()

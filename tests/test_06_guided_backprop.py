@@ -1,0 +1,222 @@
+"""Lecture 6: guided backpropagation by hand, against Captum, and with nothing left patched."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import GuidedBackprop
+from torch import nn
+
+from conftest import lecture, random_resnet18
+from test_05_gradcam import Exploding, hooks_left, mnist_weights, twins  # noqa: F401 (a fixture)
+
+module = lecture("06_guided_backpropagation")
+guided_backprop, guided_relu = module.guided_backprop, module.guided_relu
+
+PATCHED = [(F, "relu"), (F, "relu_"), (torch, "relu"), (torch, "relu_"), (torch.Tensor, "relu"),
+           (torch.Tensor, "relu_")]
+
+
+def relu_state() -> list[tuple[object, bool]]:
+    """Every patched name: the object it resolves to, and whether the owner holds it itself."""
+    return [(getattr(owner, name), name in vars(owner)) for owner, name in PATCHED]
+
+
+ORIGINAL = relu_state()
+
+
+def assert_nothing_left_patched() -> None:
+    now = relu_state()
+    assert all(a is b and own_a == own_b for (a, own_a), (b, own_b) in zip(now, ORIGINAL))
+    assert "relu" not in vars(torch.Tensor)  # it lives on the C base class, and stays there
+
+
+# --- hand-derived answers -----------------------------------------------------------------
+
+
+def test_a_two_layer_network_by_hand():
+    """S = w2 . ReLU(W1 x): dS/dx = W1^T (w2 * [W1 x > 0]); guided: W1^T (max(w2, 0) * [W1 x > 0])."""
+    W1 = torch.tensor([[1.0, -2.0], [3.0, 1.0], [-1.0, 1.0]])
+    w2 = torch.tensor([2.0, -1.0, 4.0])
+    model = nn.Sequential(nn.Linear(2, 3, bias=False), nn.ReLU(), nn.Linear(3, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(W1)
+        model[2].weight.copy_(w2[None])
+    x = torch.tensor([[1.0, 0.5]])  # W1 x = [0, 3.5, -0.5]: only unit 1 is active
+    active = (W1 @ x[0] > 0).float()
+    torch.testing.assert_close(guided_backprop(model, x, 0)[0], W1.T @ (w2.clamp(min=0) * active))
+    torch.testing.assert_close(guided_backprop(model, x, 0)[0], torch.zeros(2))  # w2[1] < 0 is blocked
+    x = torch.tensor([[-1.0, 1.0]])  # W1 x = [-3, -2, 2]: only unit 2, with w2 = 4 > 0
+    torch.testing.assert_close(guided_backprop(model, x, 0)[0], W1.T @ (w2.clamp(min=0) * (W1 @ x[0] > 0)))
+
+
+def test_without_relus_it_is_the_plain_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    vanilla = lecture("01_vanilla_gradient_saliency").vanilla_gradient(model, x, [0, 2], absolute=False)
+    torch.testing.assert_close(guided_backprop(model, x, [0, 2]), vanilla)
+
+
+# --- trusted references ------------------------------------------------------------------------
+
+
+def test_equals_captum_on_resnet18_with_its_in_place_relu_used_twice_per_block():
+    model = random_resnet18()
+    x = torch.randn(2, 3, 64, 64)
+    theirs = GuidedBackprop(model).attribute(x, target=[3, 7])
+    torch.testing.assert_close(guided_backprop(model, x, [3, 7]), theirs)
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))
+    assert_nothing_left_patched()
+
+
+def test_equals_captum_on_a_sequential_cnn():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3),
+                          nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(6 * 2 * 2, 5), nn.ReLU(),
+                          nn.Linear(5, 3))
+    x = torch.randn(3, 3, 8, 8)
+    theirs = GuidedBackprop(model).attribute(x, target=1)
+    torch.testing.assert_close(guided_backprop(model.eval(), x, 1), theirs)
+
+
+def test_functional_relus_equal_their_module_twin_and_captum():
+    functional, modules = twins()
+    x = torch.randn(3, 3, 8, 8)
+    ours = guided_backprop(functional, x, [0, 2, 4])
+    torch.testing.assert_close(ours, guided_backprop(modules, x, [0, 2, 4]))
+    torch.testing.assert_close(ours, GuidedBackprop(modules).attribute(x, target=[0, 2, 4]))
+    # ... and the guided rule really ran: the plain gradient is different here.
+    vanilla_gradient = lecture("01_vanilla_gradient_saliency").vanilla_gradient
+    vanilla = vanilla_gradient(functional, x, [0, 2, 4], absolute=False)
+    assert not torch.allclose(ours, vanilla)
+
+
+class EveryForm(nn.Module):
+    """All six spellings of a ReLU, in place or not, between four linear layers."""
+
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.layers = nn.ModuleList(nn.Linear(6, 6) for _ in range(4))
+        self.out = nn.Linear(6, 3)
+        self.in_place = in_place
+
+    def forward(self, x):
+        a, b, c, d = self.layers
+        if self.in_place:
+            x = F.relu(a(x), inplace=True)
+            x = torch.relu_(b(x))
+            x = F.relu_(c(x))
+            x = d(x).relu_()
+        else:
+            x = F.relu(a(x))
+            x = torch.relu(b(x))
+            x = F.relu(c(x))
+            x = d(x).relu()
+        return self.out(x)
+
+
+def test_every_functional_and_in_place_form_is_guided():
+    twin = nn.Sequential()
+    reference = EveryForm(False)
+    for linear in reference.layers:
+        twin.extend([linear, nn.ReLU()])
+    twin.append(reference.out)
+    x = torch.randn(5, 6)
+    expected = GuidedBackprop(twin.eval()).attribute(x, target=[0, 1, 2, 0, 1])
+    for in_place in (False, True):
+        model = EveryForm(in_place).eval()
+        torch.testing.assert_close(guided_backprop(model, x, [0, 1, 2, 0, 1]), expected)
+    assert_nothing_left_patched()
+
+
+def test_the_forward_pass_is_unchanged_inside_the_block():
+    functional, modules = twins()
+    x = torch.randn(2, 3, 8, 8)
+    before = functional(x), modules(x)
+    with guided_relu():
+        inside = functional(x), modules(x)
+    for a, b in zip(before, inside):
+        torch.testing.assert_close(a, b)
+
+
+# --- nothing left behind ----------------------------------------------------------------------
+
+
+class ExplodingAfterARelu(nn.Module):
+    def forward(self, x):
+        F.relu(x)
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("make_model,target,error", [
+    (random_resnet18, 1000, ValueError), (random_resnet18, [1, 2, 3], ValueError),
+    (ExplodingAfterARelu, None, RuntimeError), (Exploding, None, RuntimeError)])
+def test_nothing_left_patched_after_an_error(make_model, target, error):
+    model = make_model().train() if make_model is not random_resnet18 else make_model(seed=1).train()
+    modules_before = list(model.modules())
+    flags_before = [(m.training, getattr(m, "inplace", None)) for m in modules_before]
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.raises(error):
+        guided_backprop(model, x, target)
+    assert_nothing_left_patched()
+    assert all(a is b for a, b in zip(model.modules(), modules_before))
+    assert [(m.training, getattr(m, "inplace", None)) for m in model.modules()] == flags_before
+    assert not hooks_left(model) and all(p.grad is None for p in model.parameters())
+
+
+def test_the_context_manager_restores_and_never_swallows():
+    with pytest.raises(KeyError, match="inside"):
+        with guided_relu():
+            assert F.relu is not ORIGINAL[0][0] and "relu" in vars(torch.Tensor)
+            raise KeyError("inside")
+    assert_nothing_left_patched()
+
+
+def test_inputs_untouched_result_detached_under_no_grad():
+    functional, _ = twins()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64).requires_grad_(True)
+    before = x.detach().clone()
+    with torch.no_grad():
+        out = guided_backprop(functional.double(), x)
+    assert out.dtype == torch.float64 and out.shape == x.shape and not out.requires_grad
+    assert torch.equal(x.detach(), before) and x.requires_grad and x.grad is None
+
+
+def test_every_target_form_and_invalid_targets():
+    functional, _ = twins()
+    x = torch.randn(3, 3, 8, 8)
+    predicted = functional(x).argmax(1)
+    each = torch.cat([guided_backprop(functional, x[i: i + 1], int(predicted[i])) for i in range(3)])
+    for target in (None, predicted.tolist(), predicted):
+        torch.testing.assert_close(guided_backprop(functional, x, target), each)
+    for bad in (5, -1, [0, 1], torch.tensor([[0, 1, 2]]), 1.5):
+        with pytest.raises(ValueError):
+            guided_backprop(functional, x, bad)
+    assert_nothing_left_patched()
+
+
+def test_similarity_is_one_for_the_same_map_and_ranks_are_spearman():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert module.similarity(a, a) == pytest.approx((1.0, 1.0))
+    assert module.similarity(a, a.flip(0))[1] == pytest.approx(-1.0)
+    assert module.similarity(a, a ** 3)[1] == pytest.approx(1.0)  # monotone: same ranks
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
+    module.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Spearman" in out and "'Egyptian cat' and 'espresso'" in out
+    for name in ["06_guided_backprop_imagenet.png", "06_guided_backprop_two_classes_imagenet.png"]:
+        assert (tmp_path / name).stat().st_size > 10_000
+    assert_nothing_left_patched()
+
+
+def test_main_quick_on_the_mnist_track(mnist_weights, tmp_path, capsys):
+    module.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    assert {p.name for p in tmp_path.glob("06_*")} == {"06_guided_backprop_mnist.png",
+                                                         "06_guided_backprop_two_classes_mnist.png"}
