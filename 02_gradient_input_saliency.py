@@ -1,0 +1,181 @@
+"""Part 2 of 9: gradient x input.   Previous: 01_vanilla_gradient_saliency.py   Next: 03_smoothgrad.py
+
+Intuition: the gradient says how much a pixel *could* move the score; multiplying by the
+pixel's value says how much it *did*, as in a linear model, where weight x value is each
+feature's share of the score.
+
+    A_c(x)_i = x_i * dS_c/dx_i (x)                 signed: red raises S_c, blue lowers it
+    linear model S_c(x) = w . x + b:   sum_i A_c(x)_i + b = S_c(x)   exactly
+
+What it fixes: the map now weighs sensitivity by presence, so it is sharper and its sum
+means something. What it breaks: a feature at zero gets zero attribution whatever its
+importance. On the digit track the pixels are raw [0, 1], zero IS black, and the black
+background (a "0"'s empty hole, say) can never be credited. On the ImageNet track the
+inputs are normalised, so zero is the *mean colour* and a black pixel, (0 - mean) / std,
+gets a large attribution. Either way the map depends on where zero happens to be: the
+baseline that lecture 4 makes explicit.
+
+Papers: A. Shrikumar, P. Greenside, A. Shcherbina, A. Kundaje, "Not Just a Black Box",
+2016, https://arxiv.org/abs/1605.01713; M. Ancona, E. Ceolini, C. Oztireli, M. Gross,
+"Towards better understanding of gradient-based attribution methods", ICLR 2018,
+https://arxiv.org/abs/1711.06104
+
+Run:          python 02_gradient_input_saliency.py                (ResNet-50, five photos)
+In seconds:   python 02_gradient_input_saliency.py --quick         (ResNet-18, two photos)
+Digits:       python 02_gradient_input_saliency.py --model mnist   (where zero is black)
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Sequence
+
+import torch
+from torch import nn
+
+import utils
+
+vanilla = importlib.import_module("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
+
+QUICK_PHOTOS = 2  # --quick explains this many photos ...
+QUICK_DIGITS = 4  # ... or digits
+DIGITS = 6
+LINEAR_SEED = 0  # the random linear model of the sanity check ...
+LINEAR_CLASSES = 3  # ... and its number of classes
+
+
+# %% The method ---------------------------------------------------------------------
+
+
+def gradient_x_input(model: nn.Module, inputs: torch.Tensor, target=None) -> torch.Tensor:
+    """x * dS_c/dx for every example, signed, shaped like `inputs` (Shrikumar et al., 2016).
+
+    model    returns logits (N, K);   inputs  (N, ...) on any device
+    target   None (the prediction), an int, or one class per example
+    Returns a tensor shaped like `inputs`, detached, same device and dtype.
+    """
+    x = inputs.detach()  # (N, C, H, W)
+    # Lecture 1's gradient, signed: the sign matters once we multiply by x.
+    grads = vanilla.vanilla_gradient(model, x, target, absolute=False)  # (N, C, H, W)
+    # Elementwise: each input's first-order share of S_c, exact when S_c is linear.
+    # Where x_i = 0 the share is 0, whatever grads_i says: the price of this method.
+    return x * grads  # (N, C, H, W)
+
+
+# %% The sanity checks that teach it ---------------------------------------------------
+
+
+def linear_check(x: torch.Tensor, classes: int = LINEAR_CLASSES, seed: int = LINEAR_SEED):
+    """On a random linear model S(x) = W x + b: (sum of x * dS_c/dx + b_c, S_c(x)) per example,
+    c its predicted class."""
+    with torch.random.fork_rng(devices=[]):  # a private seed: the caller's random state is untouched
+        torch.manual_seed(seed)
+        linear = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), classes)).to(x.device).eval()
+    attributions = gradient_x_input(linear, x)  # (N, C, H, W)
+    with torch.no_grad():
+        score, c = utils.target_scores(linear(x), None)  # (N,), (N,)
+    bias = linear[1].bias.detach()[c]  # (N,)
+    return attributions.flatten(1).sum(1) + bias, score
+
+
+def zero_share(x: torch.Tensor, grads: torch.Tensor, attributions: torch.Tensor):
+    """(fraction of inputs exactly 0, share of |dS/dx| on them, share of |x dS/dx| on them)."""
+    zero = (x == 0).flatten(1).float()  # (N, D)
+    def share(a: torch.Tensor) -> torch.Tensor:  # (N,) the part of sum |a| that sits on zeros
+        a = a.abs().flatten(1)
+        return (a * zero).sum(1) / a.sum(1).clamp_min(1e-12)
+
+    return zero.mean(1), share(grads), share(attributions)
+
+
+# %% Figures --------------------------------------------------------------------------
+
+
+def shorten(text: str, length: int = 20) -> str:
+    return text if len(text) <= length else text[:length - 1] + "…"
+
+
+def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
+    """Per photo: photo | |dS/dx| | x * dS/dx signed | |x * dS/dx| over the photo."""
+    images = demo.display()
+    magnitude = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))
+    signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
+    amount = utils.scale_for_display(utils.reduce_channels(attributions, "sum_abs"))
+    fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient against gradient x input, "
+                                                        f"{demo.model_name}")
+    for row, (image, name) in enumerate(zip(images, demo.names)):
+        utils.show_image(axes[row, 0], image, f"{name}\nexplaining '{shorten(explained[row])}'")
+        utils.show_heatmap(axes[row, 1], magnitude[row], "|dS/dx| (lecture 1)",
+                           label="max over RGB, 99th pct = 1")
+        utils.show_heatmap(axes[row, 2], signed[row], "x * dS/dx, signed", signed=True,
+                           label="sum over RGB; red raises S")
+        utils.show_heatmap(axes[row, 3], amount[row], "|x * dS/dx| overlay", image=image)
+    return fig
+
+
+def plot_mnist(demo: utils.Demo, grads, attributions, explained):
+    """Per digit: digit | signed dS/dx | signed x * dS/dx: the black background goes blank."""
+    images = demo.display()
+    gradient = utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)
+    signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
+    fig, axes = utils.figure_grid(len(images), 3, panel=2.3,
+                                  title="Gradient x input, digit CNN: zero is black")
+    for row, (image, name) in enumerate(zip(images, demo.names)):
+        utils.show_image(axes[row, 0], image, f"{name}, explaining '{explained[row]}'")
+        utils.show_heatmap(axes[row, 1], gradient[row], "dS/dx: black pixels matter too", signed=True,
+                           label="red: brighter raises S")
+        utils.show_heatmap(axes[row, 2], signed[row], "x * dS/dx: black gets 0", signed=True,
+                           label="red: raises S")
+    return fig
+
+
+# %% The demo -------------------------------------------------------------------------
+
+
+@utils.command_line
+def main(argv: Sequence[str] | None = None) -> None:
+    args = utils.make_parser(__doc__).parse_args(argv)
+    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+                            n_digits=QUICK_DIGITS if args.quick else DIGITS)
+    target = utils.demo_target(args, demo)
+    with torch.no_grad():
+        logits = demo.model(demo.x)  # (N, K)
+        zero_scores = demo.model(torch.zeros_like(demo.x))  # (N, K) the scores at x = 0
+    classes = utils.resolve_target(logits, target)  # (N,)
+    explained = [demo.class_name(int(c)) for c in classes]
+
+    grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
+    attributions = gradient_x_input(demo.model, demo.x, target)  # (N, C, H, W)
+
+    total_plus_bias, logit = linear_check(demo.x)
+    print("\nSanity check on a random linear model S(x) = W x + b: sum_i x_i dS_c/dx_i + b_c = S_c(x)?")
+    for name, lhs, rhs in zip(demo.names, total_plus_bias.tolist(), logit.tolist()):
+        print(f"  {name:>16}: sum + bias {lhs:+.5f}   S_c(x) {rhs:+.5f}")
+
+    print(f"\nOn {demo.model_name}, which is not linear, the sum is only a first-order guess "
+          "at S_c(x) - S_c(0):")
+    change = logits.gather(1, classes[:, None]) - zero_scores.gather(1, classes[:, None])  # (N, 1)
+    for name, total, d in zip(demo.names, attributions.flatten(1).sum(1).tolist(), change[:, 0].tolist()):
+        print(f"  {name:>16}: sum of x * dS/dx {total:+9.3f}   S_c(x) - S_c(0) {d:+9.3f}")
+
+    if demo.track == "imagenet":
+        black = demo.black()[0, :, 0, 0].tolist()
+        mean = tuple(round(m, 3) for m in demo.mean)
+        print(f"\nHere the inputs are normalised: x = 0 is the mean colour {mean}, which gets no")
+        print(f"attribution; a black pixel is x = {tuple(round(b, 2) for b in black)} and gets a lot.")
+        print("Try --model mnist: there the pixels are raw, zero is black, and the background is "
+              "most of the image.")
+    else:
+        fraction, grad_share, attribution_share = zero_share(demo.x, grads, attributions)
+        print("\nBlack pixels (x = 0) get no attribution at all, however much the gradient says they matter:")
+        rows = zip(demo.names, fraction.tolist(), grad_share.tolist(), attribution_share.tolist())
+        for name, f, g, a in rows:
+            print(f"  {name:>16}: {f:6.1%} of the pixels are black; they hold {g:6.1%} of |dS/dx|, "
+                  f"{a:.1%} of |x * dS/dx|")
+
+    plot = plot_imagenet if demo.track == "imagenet" else plot_mnist
+    utils.save_figure(plot(demo, grads, attributions, explained), args.out_dir,
+                      f"02_gradient_x_input_{demo.track}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Part 3 of 9: SmoothGrad.      Previous: 02_gradient_input_saliency.py   Next: 04_integrated_gradients.py
+
+Intuition: the gradient jitters from pixel to pixel; average it over noisy copies of the
+image and the jitter cancels while the features that matter everywhere nearby remain.
+
+    SG_c(x)  = 1/n sum_{j=1..n} dS_c/dx (x + eps_j),     eps_j ~ N(0, sigma^2 I)
+    SG2_c(x) = 1/n sum_{j=1..n} (dS_c/dx (x + eps_j))^2    SmoothGrad-Squared
+    sigma    = noise_level * (max(x) - min(x))             per example, in input units
+
+noise_level is a fraction of the image's own range (the paper finds 10 to 20% best),
+so the noise means the same on [0, 1] digits and on normalised photos. A popular
+from-scratch repository divides by the range instead: its noise shrinks as the range
+grows. This script prints sigma in input units so you can see what 15% is.
+
+Papers: D. Smilkov, N. Thorat, B. Kim, F. Viegas, M. Wattenberg, "SmoothGrad: removing
+noise by adding noise", 2017, https://arxiv.org/abs/1706.03825; SmoothGrad-Squared:
+S. Hooker, D. Erhan, P.-J. Kindermans, B. Kim, "A Benchmark for Interpretability
+Methods in Deep Neural Networks", NeurIPS 2019, https://arxiv.org/abs/1806.10758
+
+Run:          python 03_smoothgrad.py                 (ResNet-50, photos, 50 samples)
+In seconds:   python 03_smoothgrad.py --quick          (ResNet-18, small grid)
+Digits:       python 03_smoothgrad.py --model mnist    (the course's digit CNN)
+Options:      --n-samples 50  --noise-level 0.15  --batch-size 32
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+import utils
+
+vanilla = importlib.import_module("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
+
+N_SAMPLES = 50  # the paper: "50 samples is enough"; the grid below shows why
+NOISE_LEVEL = 0.15  # a fraction of each image's range; the paper finds 10-20% best
+BATCH_SIZE = 32  # noisy copies per forward pass: bounds memory, never changes the result
+QUICK_SAMPLES = 8
+QUICK_PHOTOS = 2  # --quick explains this many photos ...
+QUICK_DIGITS = 3  # ... or digits
+QUICK_SIZE = 112  # --quick shrinks photos to this size: SmoothGrad evaluates the model n times
+DIGITS = 6
+GRID_NOISE = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # the paper's Figure 3: noise level by sample count
+GRID_SAMPLES = (1, 10, 50)
+QUICK_GRID_NOISE = (0.0, 0.2, 0.5)
+QUICK_GRID_SAMPLES = (1, 4)
+
+
+# %% The method ---------------------------------------------------------------------
+
+
+def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: int = N_SAMPLES,
+               noise_level: float = NOISE_LEVEL, squared: bool = False, batch_size: int | None = None,
+               generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+    """SmoothGrad (or SmoothGrad-Squared) of every example, signed, shaped like `inputs`.
+
+    The noise comes from `generator` (None: torch's global generator), one draw per noisy
+    copy, so `batch_size` (copies per forward pass; None: all at once) never changes it.
+    """
+    _check(n_samples, noise_level, batch_size)
+    x = inputs.detach()  # (N, C, H, W)
+    n = x.shape[0]
+    shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per example
+    sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # (N,) in input units
+    n_points = n_samples * n  # copy p is sample j = p // n of example i = p % n
+    chunk = n_points if batch_size is None else batch_size
+    with torch.no_grad():  # the class at x, the same for every noisy copy (in chunks too)
+        logits = torch.cat([model(x[s:s + chunk]) for s in range(0, n, chunk)])  # (N, K)
+    classes = utils.resolve_target(logits, target)  # (N,)
+    total = torch.zeros_like(x)  # (N, C, H, W)
+    for start in tqdm(range(0, n_points, chunk), desc="SmoothGrad", disable=not progress, leave=False):
+        i = torch.arange(start, min(start + chunk, n_points), device=x.device) % n  # (B,)
+        eps = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype, device=x.device)  # (B, C, H, W)
+        for copy in eps:  # one draw per copy, in copy order: the chunking cannot change the noise
+            copy.normal_(generator=generator)
+        noisy = x[i] + sigma[i].view(shape) * eps  # (B, C, H, W)
+        grads = vanilla.vanilla_gradient(model, noisy, classes[i], absolute=False)  # (B, C, H, W)
+        # each copy's gradient into its example's row: one (N, B) @ (B, D) product
+        to_example = F.one_hot(i, n).T.to(x.dtype)  # (N, B)
+        total += (to_example @ (grads.square() if squared else grads).flatten(1)).view_as(x)
+    return (total / n_samples).detach()
+
+
+def _check(n_samples: int, noise_level: float, batch_size: int | None) -> None:
+    if int(n_samples) != n_samples or n_samples < 1:
+        raise utils.InputError(f"n_samples must be a whole number >= 1, got {n_samples}")
+    if not noise_level >= 0:  # also rejects nan
+        raise utils.InputError(f"noise_level is a fraction of the input's range, >= 0; got {noise_level}")
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        raise utils.InputError(f"batch_size must be a whole number >= 1 or None, got {batch_size}")
+
+
+# %% What the noise does ---------------------------------------------------------------
+
+
+def roughness(maps: np.ndarray) -> np.ndarray:
+    """Mean |difference between neighbouring pixels| / mean |value|, per map: 0 is flat."""
+    maps = np.abs(maps)
+    steps = np.abs(np.diff(maps, axis=-1)).mean((-2, -1)) + np.abs(np.diff(maps, axis=-2)).mean((-2, -1))
+    return steps / (2 * maps.mean((-2, -1)) + 1e-12)
+
+
+def noisy_copy(x: torch.Tensor, noise_level: float, generator: torch.Generator) -> torch.Tensor:
+    """One noisy copy of each example, exactly as SmoothGrad draws them, for the figure."""
+    sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # (N,)
+    eps = torch.randn(x.shape, generator=generator).to(x.device)  # (N, C, H, W)
+    return x + sigma.view(-1, *[1] * (x.dim() - 1)) * eps
+
+
+# %% Figures --------------------------------------------------------------------------
+
+
+def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noise_levels, sample_counts,
+              explained: str, generator: torch.Generator):
+    """Row 0: one noisy copy at each noise level. Below: SmoothGrad by sample count (rows)."""
+    fig, axes = utils.figure_grid(len(sample_counts) + 1, len(noise_levels), panel=2.4,
+                                  title=f"SmoothGrad of '{explained}' on '{demo.names[0]}': "
+                                        "noise level (columns) by samples (rows)")
+    copies = [demo.display(noisy_copy(demo.x[:1], level, generator))[0] for level in noise_levels]
+    for col, (level, copy) in enumerate(zip(noise_levels, copies)):
+        utils.show_image(axes[0, col], copy, f"one noisy copy, {level:.0%}")
+        for row, n in enumerate(sample_counts, start=1):
+            heat = utils.scale_for_display(utils.reduce_channels(maps[level, n], "max_abs"))[0]
+            utils.show_heatmap(axes[row, col], heat, f"noise {level:.0%}, n = {n}", label="99th pct = 1")
+    return fig
+
+
+def plot_comparison(demo: utils.Demo, grads, smooth, smooth_sq, explained, n_samples, noise_level):
+    """Per example: input | |vanilla gradient| | |SmoothGrad| | SmoothGrad-Squared | overlay."""
+    images = demo.display()
+    heats = [utils.scale_for_display(utils.reduce_channels(m, "max_abs")) for m in (grads, smooth, smooth_sq)]
+    titles = ["|dS/dx| (lecture 1)", f"|SmoothGrad|, n={n_samples}", "SmoothGrad-Squared"]
+    fig, axes = utils.figure_grid(len(images), 5, panel=2.4,
+                                  title=f"Vanilla gradient against SmoothGrad (noise {noise_level:.0%} "
+                                        f"of the range), {demo.model_name}")
+    for row, image in enumerate(images):
+        utils.show_image(axes[row, 0], image, f"{demo.names[row]}\nexplaining '{explained[row][:20]}'")
+        for col, (heat, title) in enumerate(zip(heats, titles), start=1):
+            utils.show_heatmap(axes[row, col], heat[row], title, label="max over channels, 99th pct = 1")
+        utils.show_heatmap(axes[row, 4], heats[1][row], "SmoothGrad overlay", image=image)
+    return fig
+
+
+# %% The demo -------------------------------------------------------------------------
+
+
+@utils.command_line
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = utils.make_parser(__doc__)
+    parser.add_argument("--n-samples", type=utils.int_in_range(1, 10_000), default=None,
+                        help=f"noisy copies per image (default {N_SAMPLES}; {QUICK_SAMPLES} with --quick)")
+    parser.add_argument("--noise-level", type=utils.float_in_range(0.0, 1.0), default=NOISE_LEVEL,
+                        help="sigma as a fraction of each image's value range (max - min)")
+    parser.add_argument("--batch-size", type=utils.int_in_range(1, 100_000), default=BATCH_SIZE,
+                        help="noisy copies per forward pass (memory, not results)")
+    args = parser.parse_args(argv)
+    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+                            n_digits=QUICK_DIGITS if args.quick else DIGITS)
+    if args.quick and demo.track == "imagenet":  # a quarter of the pixels, a quarter of the time
+        demo.x = F.interpolate(demo.x, size=QUICK_SIZE, mode="bilinear", antialias=True, align_corners=False)
+    target = utils.demo_target(args, demo)
+    n_samples = args.n_samples or (QUICK_SAMPLES if args.quick else N_SAMPLES)
+    progress = not args.quick
+    generator = torch.Generator().manual_seed(args.seed)
+    with torch.no_grad():
+        classes = utils.resolve_target(demo.model(demo.x), target)  # (N,)
+    explained = [demo.class_name(int(c)) for c in classes]
+
+    # sigma in input units: what "15% noise" means for these very inputs.
+    low, high = demo.x.flatten(1).amin(1), demo.x.flatten(1).amax(1)
+    sigma = args.noise_level * (high - low)
+    units = "normalised units" if demo.track == "imagenet" else "pixel units, [0, 1] is black to white"
+    print(f"\nNoise level {args.noise_level:.0%} of each input's range, in {units}:")
+    for name, lo, hi, s in zip(demo.names, low.tolist(), high.tolist(), sigma.tolist()):
+        grey_levels = s * 255 * (float(np.mean(demo.std)) if demo.track == "imagenet" else 1.0)
+        print(f"  {name:>16}: range [{lo:+.2f}, {hi:+.2f}] -> sigma = {s:.3f}  "
+              f"(~{grey_levels:.0f} of 255 grey levels)")
+
+    # The paper's grid, on the first example.
+    levels = QUICK_GRID_NOISE if args.quick else GRID_NOISE
+    counts = QUICK_GRID_SAMPLES if args.quick else GRID_SAMPLES
+    maps = {}
+    cells = [(level, n) for level in levels for n in counts]
+    for level, n in tqdm(cells, desc="noise grid", disable=not progress):
+        # at 0% every copy is x itself, so one sample is the exact average
+        maps[level, n] = smoothgrad(demo.model, demo.x[:1], classes[:1], 1 if level == 0 else n, level,
+                                    batch_size=args.batch_size, generator=generator)
+    utils.save_figure(plot_grid(demo, maps, levels, counts, explained[0], generator), args.out_dir,
+                      f"03_noise_grid_{demo.track}.png")
+
+    # Vanilla against SmoothGrad and SmoothGrad-Squared, on every example.
+    grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)
+    smooth = smoothgrad(demo.model, demo.x, target, n_samples, args.noise_level, False, args.batch_size,
+                        generator, progress)
+    smooth_sq = smoothgrad(demo.model, demo.x, target, n_samples, args.noise_level, True, args.batch_size,
+                           generator, progress)
+    rough = [roughness(utils.reduce_channels(m, "max_abs")) for m in (grads, smooth)]
+    print(f"\nRoughness of the map (mean neighbour difference / mean value; lower is smoother), "
+          f"n = {n_samples}:")
+    for name, r_vanilla, r_smooth in zip(demo.names, *rough):
+        print(f"  {name:>16}: vanilla gradient {r_vanilla:.2f}   SmoothGrad {r_smooth:.2f}")
+    utils.save_figure(plot_comparison(demo, grads, smooth, smooth_sq, explained, n_samples, args.noise_level),
+                      args.out_dir, f"03_smoothgrad_{demo.track}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Lecture 4, Integrated Gradients: hand-derived answers, completeness, Captum, the contract."""
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import IntegratedGradients
+from captum.attr._utils.approximation_methods import approximation_parameters
+from torch import nn
+
+from conftest import lecture, random_resnet18
+from test_02_gradient_input import (CountingModel, assert_bad_flag, assert_close, assert_no_side_effects,
+                                    assert_target_errors, assert_target_forms, linear_model, mnist_files,
+                                    tiny_cnn)
+
+ig = lecture("04_integrated_gradients")
+METHODS = ig.METHODS
+__all__ = ["mnist_files"]  # a fixture, imported to be used here
+
+
+# %% Hand-derived answers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("steps", [2, 3, 16])
+def test_linear_model_from_zero_is_w_times_x_for_every_rule_and_step_count(method, steps):
+    model = linear_model(2 * 3 * 4)
+    x = torch.randn(2, 2, 3, 4, dtype=torch.float64)
+    w = model[1].weight.detach()
+    a = ig.integrated_gradients(model, x, [0, 2], steps=steps, method=method)
+    assert torch.allclose(a, torch.stack([w[0], w[2]]).view_as(x) * x, rtol=1e-12, atol=1e-12)
+    x_baseline = torch.randn_like(x)  # any baseline: (x - x') * w
+    a = ig.integrated_gradients(model, x, [0, 2], x_baseline, steps, method)
+    assert torch.allclose(a, torch.stack([w[0], w[2]]).view_as(x) * (x - x_baseline), rtol=1e-12, atol=1e-12)
+
+
+def test_quadrature_rules():
+    for method in METHODS:
+        for n in (2, 5, 50):
+            alphas, weights = ig.quadrature(method, n)
+            assert alphas.shape == weights.shape == (n,)
+            assert abs(float(weights.sum()) - 1) < 1e-12, method  # integrates a constant exactly
+            assert float(alphas.min()) >= 0 and float(alphas.max()) <= 1
+            if method != "riemann_trapezoid":  # Captum's nodes and weights
+                step_sizes, nodes = approximation_parameters(method)
+                assert torch.allclose(alphas, torch.tensor(nodes(n), dtype=torch.float64), atol=1e-7)
+                assert torch.allclose(weights, torch.tensor(step_sizes(n), dtype=torch.float64), atol=1e-12)
+    alphas, weights = ig.quadrature("riemann_trapezoid", 3)  # the true trapezoid rule, by hand
+    assert alphas.tolist() == [0.0, 0.5, 1.0] and weights.tolist() == [0.25, 0.5, 0.25]
+    alphas, weights = ig.quadrature("gausslegendre", 2)  # exact for cubics: int_0^1 a^3 = 1/4
+    assert abs(float((weights * alphas ** 3).sum()) - 0.25) < 1e-12
+
+
+def test_bad_arguments_raise_value_errors():
+    model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="riemann_left"):
+        ig.integrated_gradients(model, x, 0, method="simpson")
+    with pytest.raises(ValueError, match=">= 2"):
+        ig.integrated_gradients(model, x, 0, steps=1, method="riemann_trapezoid")
+    with pytest.raises(ValueError, match="broadcast"):
+        ig.integrated_gradients(model, x, 0, baseline=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="batch_size"):
+        ig.integrated_gradients(model, x, 0, batch_size=0)
+
+
+# %% Completeness ----------------------------------------------------------------------
+
+
+def relu_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                         nn.Linear(64, 3)).double().eval()
+
+
+@pytest.mark.parametrize("method", ["riemann_trapezoid", "riemann_middle", "gausslegendre", "riemann_left"])
+def test_completeness_converges_on_a_relu_network(method):
+    model = relu_mlp()
+    torch.manual_seed(1)
+    x, x_baseline = torch.randn(3, 12, dtype=torch.float64), torch.randn(3, 12, dtype=torch.float64)
+    deltas = []
+    for steps in (4, 16, 64, 256):
+        a = ig.integrated_gradients(model, x, [0, 1, 2], x_baseline, steps, method)
+        deltas.append(ig.completeness_delta(model, x, a, x_baseline, [0, 1, 2]).abs())
+    scale = a.abs().flatten(1).sum(1)  # the total amount of attribution, |S(x) - S(x')| can be ~0
+    assert (deltas[-1] < deltas[0] / 8).all() and (deltas[-1] < deltas[1]).all(), deltas
+    assert (deltas[-1] < 0.005 * scale).all(), (deltas, scale)  # within 0.5% at 256 steps
+
+
+def test_completeness_delta_equals_captums_convergence_delta():
+    model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
+    attributions, delta = IntegratedGradients(model).attribute(
+        x, baselines=0.2, target=[1, 3], n_steps=8, method="riemann_left", return_convergence_delta=True)
+    ours = ig.completeness_delta(model, x, attributions, 0.2, [1, 3])
+    assert ours.shape == (2,)
+    assert torch.allclose(ours, delta.float(), atol=1e-5)
+
+
+# %% Captum ---------------------------------------------------------------------------
+
+
+def captum_ig(model, x, target, baseline, steps, method):
+    a = IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps,
+                                             method=method)
+    # Captum's trapezoid weights sum to (n - 1)/n; the true rule's to 1 (FINDINGS.md)
+    return a * steps / (steps - 1) if method == "riemann_trapezoid" else a
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_equals_captum_on_a_small_cnn_with_number_and_tensor_baselines(method):
+    model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
+    torch.manual_seed(3)
+    for baseline in (None, 0.3, torch.rand(2, 3, 8, 8)):
+        ours = ig.integrated_gradients(model, x, [1, 4], baseline, steps=7, method=method)
+        theirs = captum_ig(model, x, [1, 4], 0.0 if baseline is None else baseline, 7, method)
+        assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_equals_captum_on_resnet18(method):
+    model = random_resnet18()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    baseline = torch.randn(1, 3, 1, 1)  # broadcast: one colour for every pixel and example
+    ours = ig.integrated_gradients(model, x, [5, 600], baseline, steps=6, method=method, batch_size=5)
+    theirs = captum_ig(model, x, [5, 600], baseline.expand_as(x).contiguous(), 6, method)
+    assert_close(ours, theirs)
+
+
+def test_batch_size_changes_nothing_and_bounds_every_forward_pass():
+    model = CountingModel(tiny_cnn())
+    x = torch.rand(3, 3, 8, 8)
+    whole = ig.integrated_gradients(model, x, [0, 1, 2], 0.1, steps=10)
+    model.batches.clear()
+    for batch_size in (1, 4, 7, 30, 1000):
+        chunked = ig.integrated_gradients(model, x, [0, 1, 2], 0.1, steps=10, batch_size=batch_size)
+        assert_close(chunked, whole, rtol=1e-5)
+        assert max(model.batches) <= batch_size
+        model.batches.clear()
+
+
+# %% The contract ------------------------------------------------------------------------
+
+
+def test_target_forms_and_errors():
+    assert_target_forms(ig.integrated_gradients, steps=4)
+    assert_target_errors(ig.integrated_gradients, steps=4)
+    model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="0 to 4"):
+        ig.completeness_delta(model, x, torch.zeros_like(x), target=5)
+
+
+def test_no_side_effects():
+    assert_no_side_effects(ig.integrated_gradients, steps=4, batch_size=3)
+    assert_no_side_effects(ig.integrated_gradients, steps=4, baseline=torch.zeros(1, 3, 1, 1))
+
+
+# %% The script ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [["--steps", "1"], ["--steps", "-3"], ["--steps", "many"],
+                                   ["--batch-size", "0"], ["--method", "simpson"]])
+def test_bad_flags_exit_2_with_one_line(flags, tmp_path, capsys):
+    assert_bad_flag(ig.main, flags, tmp_path, capsys)
+
+
+def test_main_quick_imagenet(cached_resnet18, tmp_path, capsys):
+    ig.main(["--quick", "--out-dir", str(tmp_path)])
+    for name in ("path", "baselines", "convergence"):
+        assert (tmp_path / f"04_{name}_imagenet.png").stat().st_size > 10_000
+    assert "Completeness" in capsys.readouterr().out
+
+
+def test_main_quick_mnist(mnist_files, tmp_path):
+    ig.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path), "--steps", "4"])
+    for name in ("path", "baselines", "convergence"):
+        assert (tmp_path / f"04_{name}_mnist.png").stat().st_size > 10_000
