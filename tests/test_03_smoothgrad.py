@@ -10,13 +10,11 @@ from captum.attr import NoiseTunnel, Saliency
 from torch import nn
 
 from conftest import lecture, random_resnet18
-from test_02_gradient_input import (CountingModel, assert_bad_flag, assert_close, assert_no_side_effects,
-                                    assert_target_errors, assert_target_forms, linear_model, mnist_files,
-                                    tiny_cnn)
+from helpers import (CountingModel, assert_bad_flag, assert_close, assert_no_side_effects,
+                     assert_target_errors, assert_target_forms, linear_model, tiny_cnn)
 
 sg = lecture("03_smoothgrad")
 vanilla = lecture("01_vanilla_gradient_saliency")
-__all__ = ["mnist_files"]  # a fixture, imported to be used here
 
 
 # %% Hand-derived answers ---------------------------------------------------------------
@@ -170,7 +168,7 @@ def test_main_quick_imagenet(cached_resnet18, tmp_path, capsys):
     assert "sigma =" in capsys.readouterr().out
 
 
-def test_main_quick_mnist(mnist_files, tmp_path):
+def test_main_quick_mnist(tmp_path):
     sg.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     for name in ("noise_grid", "smoothgrad"):
         assert (tmp_path / f"03_{name}_mnist.png").stat().st_size > 10_000

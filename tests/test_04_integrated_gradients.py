@@ -8,13 +8,11 @@ from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
 from conftest import lecture, random_resnet18
-from test_02_gradient_input import (CountingModel, assert_bad_flag, assert_close, assert_no_side_effects,
-                                    assert_target_errors, assert_target_forms, linear_model, mnist_files,
-                                    tiny_cnn)
+from helpers import (CountingModel, assert_bad_flag, assert_close, assert_no_side_effects,
+                     assert_target_errors, assert_target_forms, linear_model, tiny_cnn)
 
 ig = lecture("04_integrated_gradients")
 METHODS = ig.METHODS
-__all__ = ["mnist_files"]  # a fixture, imported to be used here
 
 
 # %% Hand-derived answers ---------------------------------------------------------------
@@ -169,7 +167,7 @@ def test_main_quick_imagenet(cached_resnet18, tmp_path, capsys):
     assert "Completeness" in capsys.readouterr().out
 
 
-def test_main_quick_mnist(mnist_files, tmp_path):
+def test_main_quick_mnist(tmp_path):
     ig.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path), "--steps", "4"])
     for name in ("path", "baselines", "convergence"):
         assert (tmp_path / f"04_{name}_mnist.png").stat().st_size > 10_000

@@ -10,13 +10,9 @@ from torch import nn
 
 import utils
 from conftest import lecture, random_resnet18
+from helpers import Exploding, hooks_left, twins
 
 grad_cam = lecture("05_gradcam").grad_cam
-
-
-def hooks_left(model: nn.Module) -> list[str]:
-    return [name for name, m in model.named_modules()
-            for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks, m._backward_pre_hooks) if d]
 
 
 class TwoDetectors(nn.Module):
@@ -43,42 +39,6 @@ def halves_input(n: int = 3, size: int = 8) -> torch.Tensor:
     x[:, 0, :, size // 2:] = 0  # channel 0 lives on the left half
     x[:, 1, :, : size // 2] = 0  # channel 1 on the right half
     return x
-
-
-class FunctionalNet(nn.Module):
-    """ReLUs as function calls, which module hooks cannot see."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, stride=2)
-        self.fc = nn.Linear(8 * 4, 5)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = torch.relu(self.conv2(x))
-        return self.fc(F.adaptive_avg_pool2d(x, 2).relu().flatten(1))
-
-
-class ModuleNet(FunctionalNet):
-    """The same network with nn.ReLU modules, one in place and used twice."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x):
-        x = self.relu(self.conv1(x))
-        x = self.relu(self.conv2(x))
-        return self.fc(nn.functional.adaptive_avg_pool2d(x, 2).clamp(min=0).flatten(1))
-
-
-def twins() -> tuple[nn.Module, nn.Module]:
-    torch.manual_seed(0)
-    functional = FunctionalNet().eval()
-    modules = ModuleNet().eval()
-    modules.load_state_dict(functional.state_dict())
-    return functional, modules
 
 
 def captum_grad_cam(model, layer_module, x, target, relu, upsample):
@@ -242,16 +202,6 @@ def test_a_vision_transformer_is_refused():
         grad_cam(vit.eval(), torch.randn(1, 3, 32, 32))
 
 
-class Exploding(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-
-    def forward(self, x):
-        self.conv(x)  # the hook has fired ...
-        raise RuntimeError("boom")  # ... and then the forward pass fails
-
-
 def test_the_forward_error_propagates_and_the_hook_is_removed():
     model = Exploding()
     with pytest.raises(RuntimeError, match="boom"):
@@ -291,30 +241,7 @@ def test_frozen_weights_still_work():
 # --- end to end --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def mnist_weights(monkeypatch, tmp_path):
-    """The shipped digit CNN and sample digits when they are there, else random stand-ins."""
-    if not utils.MNIST_WEIGHTS.is_file():
-        torch.manual_seed(0)
-        path = tmp_path / "mnist_cnn.pt"
-        torch.save(utils.MnistCNN().state_dict(), path)
-        monkeypatch.setattr(utils, "MNIST_WEIGHTS", path)
-    if not any(utils.DIGITS_DIR.glob("*.png")):
-        from PIL import Image
-
-        folder = tmp_path / "digits"
-        folder.mkdir()
-        rng = np.random.default_rng(0)
-        for label in range(10):
-            pixels = np.zeros((28, 28), np.uint8)
-            pixels[6:22, 10 + label % 5: 14 + label % 5] = 255  # a bar, shifted per label
-            pixels += (rng.random((28, 28)) * 20).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"sample_{label}.png")
-        monkeypatch.setattr(utils, "DIGITS_DIR", folder)
-    return utils.MNIST_WEIGHTS
-
-
-def test_main_quick_on_the_imagenet_track(cached_resnet18, mnist_weights, tmp_path, capsys):
+def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
     lecture("05_gradcam").main(["--quick", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     for name in ["layers_imagenet", "classes_imagenet", "top3_imagenet", "networks"]:
@@ -322,14 +249,14 @@ def test_main_quick_on_the_imagenet_track(cached_resnet18, mnist_weights, tmp_pa
     assert "7x7 before upsampling to 224x224" in out and "VGG-16" not in out
 
 
-def test_main_quick_on_the_mnist_track(mnist_weights, tmp_path, capsys):
+def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     lecture("05_gradcam").main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     assert "7x7 before upsampling to 28x28" in capsys.readouterr().out
     expected = {f"05_gradcam_{n}_mnist.png" for n in ["layers", "classes", "top3"]}
     assert {p.name for p in tmp_path.glob("05_*")} == expected
 
 
-def test_vgg16_without_weights_is_skipped_in_one_line(cached_resnet18, mnist_weights, capsys):
+def test_vgg16_without_weights_is_skipped_in_one_line(cached_resnet18, capsys):
     module = lecture("05_gradcam")
     args = utils.make_parser(None).parse_args(["--model", "resnet18"])
     args.layer, args.quick = None, False

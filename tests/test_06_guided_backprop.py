@@ -8,7 +8,7 @@ from captum.attr import GuidedBackprop
 from torch import nn
 
 from conftest import lecture, random_resnet18
-from test_05_gradcam import Exploding, hooks_left, mnist_weights, twins  # noqa: F401 (a fixture)
+from helpers import Exploding, hooks_left, twins
 
 module = lecture("06_guided_backpropagation")
 guided_backprop, guided_relu = module.guided_backprop, module.guided_relu
@@ -216,7 +216,7 @@ def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
     assert_nothing_left_patched()
 
 
-def test_main_quick_on_the_mnist_track(mnist_weights, tmp_path, capsys):
+def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     module.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     assert {p.name for p in tmp_path.glob("06_*")} == {"06_guided_backprop_mnist.png",
                                                          "06_guided_backprop_two_classes_mnist.png"}

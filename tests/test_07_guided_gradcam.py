@@ -7,7 +7,7 @@ from captum.attr import GuidedGradCam
 from torch import nn
 
 from conftest import lecture, random_resnet18
-from test_05_gradcam import hooks_left, mnist_weights, twins  # noqa: F401 (a fixture)
+from helpers import hooks_left, twins
 from test_06_guided_backprop import assert_nothing_left_patched
 
 module = lecture("07_guided_gradcam")
@@ -85,7 +85,7 @@ def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
     assert_nothing_left_patched()
 
 
-def test_main_quick_on_the_mnist_track_with_a_layer(mnist_weights, tmp_path, capsys):
+def test_main_quick_on_the_mnist_track_with_a_layer(tmp_path, capsys):
     module.main(["--quick", "--model", "mnist", "--layer", "features.5", "--out-dir", str(tmp_path)])
     assert "features.5: a 14x14 map" in capsys.readouterr().out
     assert {p.name for p in tmp_path.glob("07_*")} == {"07_guided_gradcam_mnist.png"}
