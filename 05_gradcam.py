@@ -37,8 +37,6 @@ QUICK_PHOTOS = 2  # --quick explains the composite and the cat photo ...
 QUICK_DIGITS = 4  # ... or this many digits
 DIGITS = 6
 PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
-CAT_CLASSES = (281, 282, 285)  # ImageNet's tabby, tiger cat, Egyptian cat
-ESPRESSO = 967
 # The demo reads a layer's output after its ReLU, which is what the rest of the network
 # sees: a conv's raw output has negative values that the ReLU zeroes, yet they would
 # still add alpha_k * A_k to the map. For a ResNet that is a block's output (after the
@@ -183,14 +181,6 @@ def plot_classes(rows, title: str):
 # %% The demo -------------------------------------------------------------------------
 
 
-def contrast_classes(demo: utils.Demo, logits: torch.Tensor, index: int) -> list[int]:
-    """Two classes to explain on one image: cat and espresso on the composite, else the top two."""
-    if demo.track == "imagenet" and demo.names[index] == Path(utils.COMPOSITE).stem:
-        cats = torch.tensor(CAT_CLASSES, device=logits.device)
-        return [int(cats[logits[index, cats].argmax()]), ESPRESSO]
-    return logits[index].topk(2).indices.tolist()
-
-
 def other_networks(args, demo: utils.Demo) -> list[tuple[str, nn.Module, torch.Tensor, list[int], str]]:
     """VGG-16 on the composite (not with --quick) and the digit CNN, when their weights are here."""
     rows = []
@@ -204,8 +194,8 @@ def other_networks(args, demo: utils.Demo) -> list[tuple[str, nn.Module, torch.T
             x = utils.preprocess(images, transform).to(demo.device)
             with torch.no_grad():
                 logits = vgg.to(demo.device)(x)
-            cat = int(torch.tensor(CAT_CLASSES)[logits[0, list(CAT_CLASSES)].argmax().cpu()])
-            rows.append(("vgg16", vgg, x.expand(2, -1, -1, -1), [cat, ESPRESSO], DEMO_LAYER["vgg16"]))
+            cat = int(torch.tensor(utils.CAT_CLASSES)[logits[0, list(utils.CAT_CLASSES)].argmax().cpu()])
+            rows.append(("vgg16", vgg, x.expand(2, -1, -1, -1), [cat, utils.ESPRESSO], DEMO_LAYER["vgg16"]))
     try:
         digits_model = utils.load_mnist_cnn()
         digits, labels, _ = utils.load_digits(3)
@@ -259,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     images = demo.display()
     rows = []
     for i in range(1 if demo.track == "imagenet" else len(demo.names)):
-        classes = contrast_classes(demo, logits, i)
+        classes = utils.contrast_classes(demo, logits, i)
         same_image = demo.x[i: i + 1].expand(len(classes), -1, -1, -1)  # (2, C, H, W), one class each
         cams = grad_cam(demo.model, same_image, classes, layer).split(1)  # 2 x (1, 1, H, W)
         rows.append((demo.names[i], images[i], [(f"'{demo.class_name(c)}'", cam, images[i])

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -42,8 +41,6 @@ QUICK_PHOTOS = 1  # --quick explains the composite ...
 QUICK_DIGITS = 4  # ... or this many digits
 DIGITS = 6
 PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
-CAT_CLASSES = (281, 282, 285)  # ImageNet's tabby, tiger cat, Egyptian cat
-ESPRESSO = 967
 
 
 # %% The guided ReLU ------------------------------------------------------------------
@@ -193,14 +190,6 @@ def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: 
 # %% The demo -------------------------------------------------------------------------
 
 
-def contrast_classes(demo: utils.Demo, logits: torch.Tensor, index: int) -> list[int]:
-    """Two classes for one image: cat and espresso on the composite, else the top two."""
-    if demo.track == "imagenet" and demo.names[index] == Path(utils.COMPOSITE).stem:
-        cats = torch.tensor(CAT_CLASSES, device=logits.device)
-        return [int(cats[logits[index, cats].argmax()]), ESPRESSO]
-    return logits[index].topk(2).indices.tolist()
-
-
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     args = utils.make_parser(__doc__).parse_args(argv)
@@ -223,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The sanity check: explain one image for two classes. A class-discriminative map
     # changes with the class; guided backpropagation mostly redraws the image's edges.
     index = 0
-    pair = contrast_classes(demo, logits, index)
+    pair = utils.contrast_classes(demo, logits, index)
     x = demo.x[index: index + 1].expand(2, -1, -1, -1)  # the same image twice, one class each
     maps = {"vanilla gradient": vanilla_gradient(demo.model, x, pair, absolute=False),
             "guided backprop": guided_backprop(demo.model, x, pair)}

@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           "Deeper layers are more class-specific but coarser; see lecture 5's layer figure.")
 
     for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
-        classes = guided.contrast_classes(demo, logits, i)
+        classes = utils.contrast_classes(demo, logits, i)
         if target is not None:  # --target replaces the first class
             classes = [target] + [c for c in classes if c != target][:1]
         x = demo.x[i: i + 1].expand(len(classes), -1, -1, -1)  # the same image once per class

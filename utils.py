@@ -25,7 +25,6 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
@@ -716,6 +715,19 @@ def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: 
 def demo_target(args: argparse.Namespace, demo: Demo) -> int | None:
     """The `--target` flag as a class index for this demo's model (None: the prediction)."""
     return parse_target(args.target, demo.categories)
+
+
+CAT_CLASSES = (281, 282, 285)  # ImageNet's tabby, tiger cat and Egyptian cat
+ESPRESSO = 967
+
+
+def contrast_classes(demo: Demo, logits: torch.Tensor, index: int) -> list[int]:
+    """Two classes to explain on one image (lecture 5 on): on the composite, the likeliest
+    cat class and espresso, one for each object; on any other image, the top two."""
+    if demo.track == "imagenet" and demo.names[index] == Path(COMPOSITE).stem:
+        cats = torch.tensor(CAT_CLASSES, device=logits.device)
+        return [int(cats[logits[index, cats].argmax()]), ESPRESSO]
+    return logits[index].topk(2).indices.tolist()
 
 
 def top_k(logits: torch.Tensor, categories: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:

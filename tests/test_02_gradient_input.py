@@ -1,17 +1,12 @@
 """Lecture 2, gradient x input: a hand-derived answer, Captum, the contract, the script."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from captum.attr import InputXGradient
-from PIL import Image
-from torch import nn
 
-import utils
 from conftest import lecture, random_resnet18
-from helpers import (assert_bad_flag, assert_close, assert_no_side_effects, assert_target_errors,
+from helpers import (assert_close, assert_no_side_effects, assert_target_errors,
                      assert_target_forms, linear_model, tiny_cnn)
 
 gxi = lecture("02_gradient_input_saliency")
