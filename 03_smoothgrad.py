@@ -75,10 +75,12 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: i
     total = torch.zeros_like(x)  # (N, C, H, W)
     for start in tqdm(range(0, n_points, chunk), desc="SmoothGrad", disable=not progress, leave=False):
         i = torch.arange(start, min(start + chunk, n_points), device=x.device) % n  # (B,)
-        eps = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype, device=x.device)  # (B, C, H, W)
+        # drawn where the generator lives (a CPU generator may explain CUDA inputs)
+        eps = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype,
+                          device=generator.device if generator is not None else x.device)  # (B, C, H, W)
         for copy in eps:  # one draw per copy, in copy order: the chunking cannot change the noise
             copy.normal_(generator=generator)
-        noisy = x[i] + sigma[i].view(shape) * eps  # (B, C, H, W)
+        noisy = x[i] + sigma[i].view(shape) * eps.to(x.device)  # (B, C, H, W)
         grads = vanilla.vanilla_gradient(model, noisy, classes[i], absolute=False)  # (B, C, H, W)
         # each copy's gradient into its example's row: one (N, B) @ (B, D) product
         to_example = F.one_hot(i, n).T.to(x.dtype)  # (N, B)

@@ -87,6 +87,16 @@ def _arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n
     return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in t]
 
 
+def _looped_two(cx: float, rx: float, ry: float, neck: float) -> list[tuple[str, list]]:
+    """A cursive 2: a round top, a neck bending down to the left, a closed loop at the
+    bottom left (drawn on round, counter-clockwise) and a tail along the base."""
+    cy = 1.0 - ry
+    top = [(0.12, 0.3), (0.3, 0.04), (0.58, 0.0), (0.8, 0.15), (0.78, 0.38)]
+    bend = [(0.6 + neck, 0.6), (cx - rx + 0.06, cy - ry - 0.04)]
+    loop = _arc(cx, cy, rx, ry, 180, -270, 12)
+    return [("s", top + bend + loop + [(0.9, 0.97)])]
+
+
 TEMPLATES: dict[int, list[list[tuple[str, list]]]] = {
     0: [
         [("s", _arc(0.5, 0.5, 0.36, 0.5, -100, 275, 12))],
@@ -101,6 +111,8 @@ TEMPLATES: dict[int, list[list[tuple[str, list]]]] = {
         [("l", [(0.3, 0.2), (0.5, 0.0)]), ("l", [(0.5, 0.0), (0.5, 1.0)])],  # with a flag
         [("l", [(0.3, 0.22), (0.52, 0.0)]), ("l", [(0.52, 0.0), (0.52, 1.0)]),
          ("l", [(0.3, 1.0), (0.74, 1.0)])],  # flag and base
+        [("s", [(0.22, 0.3), (0.4, 0.15), (0.55, 0.0)]), ("l", [(0.55, 0.0), (0.5, 1.0)])],  # long flag
+        [("s", [(0.5, 0.0), (0.52, 0.5), (0.48, 1.0)])],  # a slightly bent stroke
     ],
     2: [
         [("s", [(0.22, 0.25), (0.36, 0.05), (0.58, 0.0), (0.76, 0.15), (0.74, 0.4), (0.5, 0.68),
@@ -123,6 +135,17 @@ TEMPLATES: dict[int, list[list[tuple[str, list]]]] = {
                 (0.45, 0.97), (0.95, 0.95)])],  # wide, with a compact loop
         [("s", [(0.1, 0.3), (0.35, 0.02), (0.7, 0.02), (0.85, 0.25), (0.6, 0.6), (0.25, 0.88),
                 (0.15, 1.0), (0.32, 0.96), (0.5, 0.9), (0.7, 0.95), (0.92, 1.0)])],  # wavy base
+        [("s", [(0.08, 0.3), (0.28, 0.03), (0.62, 0.0), (0.84, 0.2), (0.74, 0.45), (0.48, 0.68),
+                (0.24, 0.84), (0.1, 0.97), (0.28, 1.0), (0.52, 0.9), (0.5, 0.74), (0.32, 0.78),
+                (0.3, 0.94), (0.6, 1.0), (0.95, 0.96)])],  # wide, with a big cursive loop
+        [("s", [(0.32, 0.32), (0.18, 0.2), (0.32, 0.03), (0.62, 0.0), (0.8, 0.18), (0.68, 0.48),
+                (0.35, 0.78), (0.12, 1.0)]), ("l", [(0.12, 1.0), (0.9, 0.98)])],  # curled start
+        _looped_two(0.35, 0.12, 0.08, 0.0),  # cursive 2s, loops of several sizes
+        _looped_two(0.38, 0.16, 0.11, -0.05),
+        _looped_two(0.3, 0.1, 0.07, 0.05),
+        _looped_two(0.42, 0.2, 0.13, -0.08),
+        [("s", [(0.15, 0.25), (0.4, 0.0), (0.75, 0.08), (0.75, 0.4), (0.45, 0.72), (0.15, 0.97),
+                (0.1, 1.0), (0.35, 0.9), (0.6, 0.92), (0.9, 1.0)])],  # round top, sagging base
     ],
     3: [
         [("s", [(0.2, 0.12), (0.45, 0.0), (0.72, 0.1), (0.72, 0.33), (0.42, 0.48)]),
@@ -178,6 +201,13 @@ TEMPLATES: dict[int, list[list[tuple[str, list]]]] = {
         [("s", _arc(0.5, 0.24, 0.2, 0.24, -90, 275, 10)), ("s", _arc(0.5, 0.73, 0.26, 0.27, -90, 275, 10))],
         [("s", [(0.3, 0.12), (0.5, 0.0), (0.7, 0.12), (0.65, 0.3), (0.35, 0.62), (0.3, 0.88),
                 (0.5, 1.0), (0.72, 0.88), (0.68, 0.62), (0.35, 0.3), (0.3, 0.12)])],
+        [("s", [(0.68, 0.1), (0.52, 0.0), (0.38, 0.1), (0.42, 0.3), (0.6, 0.5), (0.78, 0.72),
+                (0.66, 0.97), (0.35, 0.98), (0.25, 0.75), (0.45, 0.5), (0.65, 0.3), (0.68, 0.1)])],  # small top
+        [("s", _arc(0.52, 0.22, 0.2, 0.22, 90, 450, 10)),
+         ("s", [(0.52, 0.44), (0.28, 0.62), (0.3, 0.92), (0.55, 1.0), (0.75, 0.85), (0.7, 0.6),
+                (0.52, 0.44)])],  # two loops drawn apart
+        [("s", [(0.75, 0.05), (0.45, 0.0), (0.3, 0.2), (0.55, 0.45), (0.72, 0.7), (0.55, 0.98),
+                (0.28, 0.88), (0.35, 0.6), (0.6, 0.35), (0.75, 0.05)])],  # narrow, upright
     ],
     9: [
         [("s", _arc(0.45, 0.25, 0.25, 0.25, 0, 365, 10)), ("l", [(0.7, 0.25), (0.68, 1.0)])],
@@ -186,6 +216,11 @@ TEMPLATES: dict[int, list[list[tuple[str, list]]]] = {
         [("s", [(0.72, 0.15), (0.5, 0.0), (0.25, 0.12), (0.25, 0.38), (0.5, 0.47), (0.72, 0.3),
                 (0.72, 0.1)]), ("s", [(0.72, 0.1), (0.72, 0.5), (0.6, 0.85), (0.35, 1.0)])],
         [("s", _arc(0.5, 0.26, 0.26, 0.26, 10, 370, 10)), ("l", [(0.76, 0.3), (0.55, 1.0)])],
+        [("s", _arc(0.48, 0.22, 0.22, 0.22, -10, 350, 10)),
+         ("s", [(0.7, 0.18), (0.72, 0.55), (0.6, 0.88), (0.35, 1.0), (0.15, 0.9)])],  # hooked stem
+        [("s", _arc(0.45, 0.3, 0.3, 0.3, 0, 360, 10)), ("s", [(0.75, 0.3), (0.7, 0.7), (0.62, 1.0)])],  # big head
+        [("s", [(0.75, 0.05), (0.5, 0.0), (0.25, 0.12), (0.28, 0.35), (0.55, 0.4), (0.75, 0.12)]),
+         ("l", [(0.75, 0.12), (0.45, 1.0)])],  # open head, slanted stem
     ],
 }
 
@@ -208,12 +243,14 @@ def _catmull_rom(points: np.ndarray, per_segment: int = 8) -> np.ndarray:
 def _random_affine(rng: np.random.Generator, rotate: float = 15.0) -> np.ndarray:
     """A 2x2 matrix: aspect change, shear (slant) and rotation.
 
-    The shear leans more often to the right (negative here, as y points down),
-    as most handwriting does.
+    The slant (a shear; negative here leans right, as y points down) is drawn
+    like real handwriting's: most writers lean right by 0 to 25 degrees, a few
+    lean left or much further right.
     """
     angle = np.radians(rng.uniform(-rotate, rotate))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    slant = np.array([[1.0, rng.uniform(-0.6, 0.25)], [0.0, 1.0]])
+    lean = rng.normal(12.0, 9.0) if rng.random() < 0.85 else rng.uniform(-18.0, 40.0)
+    slant = np.array([[1.0, -np.tan(np.radians(np.clip(lean, -20.0, 40.0)))], [0.0, 1.0]])
     aspect = np.diag([np.exp(rng.uniform(-0.35, 0.45)), 1.0])
     return rot @ slant @ aspect
 
@@ -242,17 +279,33 @@ def draw_strokes(digit: int, rng: np.random.Generator) -> np.ndarray:
     # The digit's longer side becomes 4 * 20 = 80 canvas pixels, so the pen width in canvas
     # pixels is 4x its width after MNIST normalisation (real MNIST strokes: about 1.5 to 4 px).
     scale = 4 * BOX / extent
-    pen = 4 * rng.uniform(1.5, 4.3)
+    pen = 4 * (rng.uniform(1.5, 4.3) if rng.random() < 0.75 else rng.uniform(3.5, 5.5))  # some thick pens
     image = Image.new("L", (CANVAS, CANVAS), 0)
     draw = ImageDraw.Draw(image)
     centre = (low + high) / 2
-    for curve in curves:
-        xy = (curve - centre) * scale + CANVAS / 2
-        points = [tuple(p) for p in xy]
-        draw.line(points, fill=255, width=max(1, int(round(pen))))
-        r = pen / 2  # round caps (and, for straight strokes, round joints)
-        for x, y in (points if len(points) < 6 else (points[0], points[-1])):
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    if rng.random() < 0.5:  # a pen of constant width
+        for curve in curves:
+            xy = (curve - centre) * scale + CANVAS / 2
+            points = [tuple(p) for p in xy]
+            draw.line(points, fill=255, width=max(1, int(round(pen))))
+            r = pen / 2  # round caps (and, for straight strokes, round joints)
+            for x, y in (points if len(points) < 6 else (points[0], points[-1])):
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
+    else:  # pressure changes along the stroke: a chain of round dabs of varying width
+        depth, waves, phase = rng.uniform(0.1, 0.45), rng.uniform(0.5, 2.0), rng.uniform(0, 2 * np.pi)
+        taper = rng.random() < 0.5  # thinner where the pen lands and lifts
+        for curve in curves:
+            xy = (curve - centre) * scale + CANVAS / 2
+            length = np.r_[0.0, np.cumsum(np.hypot(*np.diff(xy, axis=0).T))]
+            s = np.linspace(0.0, length[-1], max(2, int(length[-1] / 1.5) + 1))
+            dense = np.stack([np.interp(s, length, xy[:, 0]), np.interp(s, length, xy[:, 1])], 1)
+            u = s / max(length[-1], 1e-6)
+            width = pen * (1 + depth * np.sin(2 * np.pi * waves * u + phase))
+            if taper:
+                width = width * np.clip(0.55 + 0.45 * np.minimum(u, 1 - u) / 0.15, 0.55, 1.0)
+            for (x, y), w in zip(dense, width):
+                r = max(w, 2.0) / 2
+                draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
@@ -318,9 +371,14 @@ def render_digit(digit: int, rng: np.random.Generator, font_fraction: float = 0.
     big = draw_font(digit, rng) if rng.random() < font_fraction else draw_strokes(digit, rng)
     if rng.random() < 0.8:  # elastic distortion at 4x scale (Simard's sigma 4 px at 28x28)
         big = elastic(big, rng, alpha=rng.uniform(20, 80), sigma=rng.uniform(12, 18))
+    if rng.random() < 0.08 and not clean:  # a coarse scan: lose the detail, keep the shape
+        low = Image.fromarray((np.clip(big, 0, 1) * 255).astype(np.uint8))
+        side = int(rng.integers(10, 20))
+        big = np.asarray(low.resize((side, side), Image.BOX).resize((80, 80), Image.BICUBIC),
+                         dtype=np.float32) / 255.0
     digit28 = mnist_normalise(big)
-    if rng.random() < 0.15 and not clean:
-        digit28 = ndimage.gaussian_filter(digit28, rng.uniform(0.3, 0.7))
+    if rng.random() < 0.2 and not clean:
+        digit28 = ndimage.gaussian_filter(digit28, rng.uniform(0.3, 1.0))
         digit28 /= max(float(digit28.max()), 1e-6)
     if rng.random() < 0.3 and not clean:
         digit28 = digit28 + (digit28 > 0) * rng.normal(0, 0.04, digit28.shape).astype(np.float32)
