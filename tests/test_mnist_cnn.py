@@ -16,8 +16,8 @@ import render_digits  # noqa: E402
 import train_mnist_cnn  # noqa: E402
 import utils  # noqa: E402
 
-# Measured 0.934 on these 5,000 real MNIST digits, which the training never saw (see data/README.md).
-MNIST_5K_THRESHOLD = 0.91
+# Measured 0.936 on these 5,000 real MNIST digits, which the training never saw (see "The digit CNN" in README.md).
+MNIST_5K_THRESHOLD = 0.915
 
 
 @pytest.fixture(scope="module")
