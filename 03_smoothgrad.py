@@ -162,16 +162,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="noisy copies per forward pass (memory, not results)")
     args = parser.parse_args(argv)
     demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
-                            n_digits=QUICK_DIGITS if args.quick else DIGITS)
-    if args.quick and demo.track == "imagenet":  # a quarter of the pixels, a quarter of the time
-        demo.x = F.interpolate(demo.x, size=QUICK_SIZE, mode="bilinear", antialias=True, align_corners=False)
+                            n_digits=QUICK_DIGITS if args.quick else DIGITS, quick_size=QUICK_SIZE)
     target = utils.demo_target(args, demo)
     n_samples = args.n_samples or (QUICK_SAMPLES if args.quick else N_SAMPLES)
     progress = not args.quick
     generator = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        classes = utils.resolve_target(demo.model(demo.x), target)  # (N,)
-    explained = [demo.class_name(int(c)) for c in classes]
+    classes, explained = demo.explained_classes(target)  # (N,) and their names
 
     # sigma in input units: what "15% noise" means for these very inputs.
     low, high = demo.x.flatten(1).amin(1), demo.x.flatten(1).amax(1)

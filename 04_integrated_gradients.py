@@ -271,16 +271,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="path points per forward pass (memory, not results)")
     args = parser.parse_args(argv)
     demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
-                            n_digits=QUICK_DIGITS if args.quick else DIGITS)
-    if args.quick and demo.track == "imagenet":  # a quarter of the pixels, a quarter of the time
-        demo.x = F.interpolate(demo.x, size=QUICK_SIZE, mode="bilinear", antialias=True, align_corners=False)
+                            n_digits=QUICK_DIGITS if args.quick else DIGITS, quick_size=QUICK_SIZE)
     target = utils.demo_target(args, demo)
     steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     progress = not args.quick
     generator = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        classes = utils.resolve_target(demo.model(demo.x), target)  # (N,)
-    explained = [demo.class_name(int(c)) for c in classes]
+    classes, explained = demo.explained_classes(target)  # (N,) and their names
     black = demo.black()
 
     # 1. The completeness check, with the chosen rule, from the black baseline.

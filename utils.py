@@ -641,6 +641,12 @@ class Demo:
     def class_name(self, index: int) -> str:
         return self.categories[index]
 
+    def explained_classes(self, target: object) -> tuple[torch.Tensor, list[str]]:
+        """The class each example is explained for (`target`, or the prediction) and its name."""
+        with torch.no_grad():
+            classes = resolve_target(self.model(self.x), target)  # (N,)
+        return classes, [self.class_name(int(c)) for c in classes]
+
     def black(self) -> torch.Tensor:
         """A black image in the model's input space: (0 - mean) / std, not 0 (FINDINGS.md)."""
         mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
@@ -668,12 +674,14 @@ def parse_target(text: str | None, categories: Sequence[str]) -> int | None:
 
 
 def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: int = 6,
-               images: Sequence[str] | None = None) -> Demo:
+               images: Sequence[str] | None = None, quick_size: int | None = None) -> Demo:
     """Turn the shared flags into a Demo: device, model, batch. Falls back to MNIST offline.
 
     Every flag is checked before the first slow step, so a mistake costs a second,
     not a download. `images` picks files from data/ for the default ImageNet batch;
-    `n_images` keeps the first few of them (the `--quick` runs use fewer).
+    `n_images` keeps the first few of them (the `--quick` runs use fewer), and
+    `quick_size` shrinks photos to that side with `--quick`, for the methods that
+    evaluate the network hundreds of times per photo (lectures 3 and 4).
     """
     torch.manual_seed(args.seed)
     check_out_dir(args.out_dir)
@@ -698,6 +706,9 @@ def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: 
                 pil_images, stems = load_images([DATA_DIR / f for f in (images or PHOTOS)])
                 pil_images, stems = pil_images[:n_images], stems[:n_images]
             x = preprocess(pil_images, transform).to(device)
+            if args.quick and quick_size:
+                x = torch.nn.functional.interpolate(x, size=quick_size, mode="bilinear", antialias=True,
+                                                    align_corners=False)
             return Demo("imagenet", name, model.to(device).eval(), x, stems, categories, device,
                         tuple(transform.mean), tuple(transform.std), transform)
     parse_target(args.target, MNIST_CLASSES)
