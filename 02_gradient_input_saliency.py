@@ -26,7 +26,6 @@ Digits:       python 02_gradient_input_saliency.py --model mnist   (where zero i
 """
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
 import torch
@@ -34,7 +33,7 @@ from torch import nn
 
 import utils
 
-vanilla = importlib.import_module("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
+vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
 
 QUICK_PHOTOS = 2  # --quick explains this many photos ...
 QUICK_DIGITS = 4  # ... or digits

@@ -24,18 +24,15 @@ Options:      --n-samples 50  --noise-level 0.15  --batch-size 32
 """
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 import utils
 
-vanilla = importlib.import_module("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
+vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
 
 N_SAMPLES = 50  # the paper: "50 samples is enough"; the grid below shows why
 NOISE_LEVEL = 0.15  # a fraction of each image's range; the paper finds 10-20% best
@@ -67,14 +64,9 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: i
     n = x.shape[0]
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per example
     sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # (N,) in input units
-    n_points = n_samples * n  # copy p is sample j = p // n of example i = p % n
-    chunk = n_points if batch_size is None else batch_size
-    with torch.no_grad():  # the class at x, the same for every noisy copy (in chunks too)
-        logits = torch.cat([model(x[s:s + chunk]) for s in range(0, n, chunk)])  # (N, K)
-    classes = utils.resolve_target(logits, target)  # (N,)
+    classes = utils.resolve_target(utils.forward_in_chunks(model, x, batch_size), target)  # (N,) fixed at x
     total = torch.zeros_like(x)  # (N, C, H, W)
-    for start in tqdm(range(0, n_points, chunk), desc="SmoothGrad", disable=not progress, leave=False):
-        i = torch.arange(start, min(start + chunk, n_points), device=x.device) % n  # (B,)
+    for _, i in utils.point_chunks(n, n_samples, batch_size, x.device, progress, "SmoothGrad"):
         # drawn where the generator lives (a CPU generator may explain CUDA inputs)
         eps = torch.empty((len(i), *x.shape[1:]), dtype=x.dtype,
                           device=generator.device if generator is not None else x.device)  # (B, C, H, W)
@@ -82,9 +74,8 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: i
             copy.normal_(generator=generator)
         noisy = x[i] + sigma[i].view(shape) * eps.to(x.device)  # (B, C, H, W)
         grads = vanilla.vanilla_gradient(model, noisy, classes[i], absolute=False)  # (B, C, H, W)
-        # each copy's gradient into its example's row: one (N, B) @ (B, D) product
-        to_example = F.one_hot(i, n).T.to(x.dtype)  # (N, B)
-        total += (to_example @ (grads.square() if squared else grads).flatten(1)).view_as(x)
+        # each copy's gradient into its own example's row
+        total.index_add_(0, i, grads.square() if squared else grads)
     return (total / n_samples).detach()
 
 
@@ -93,8 +84,7 @@ def _check(n_samples: int, noise_level: float, batch_size: int | None) -> None:
         raise utils.InputError(f"n_samples must be a whole number >= 1, got {n_samples}")
     if not noise_level >= 0:  # also rejects nan
         raise utils.InputError(f"noise_level is a fraction of the input's range, >= 0; got {noise_level}")
-    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-        raise utils.InputError(f"batch_size must be a whole number >= 1 or None, got {batch_size}")
+    utils.check_batch_size(batch_size)
 
 
 # %% What the noise does ---------------------------------------------------------------
@@ -184,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     counts = QUICK_GRID_SAMPLES if args.quick else GRID_SAMPLES
     maps = {}
     cells = [(level, n) for level in levels for n in counts]
-    for level, n in tqdm(cells, desc="noise grid", disable=not progress):
+    for level, n in utils.progress_bar(cells, "noise grid", enabled=progress, leave=True):
         # at 0% every copy is x itself, so one sample is the exact average
         maps[level, n] = smoothgrad(demo.model, demo.x[:1], classes[:1], 1 if level == 0 else n, level,
                                     batch_size=args.batch_size, generator=generator)

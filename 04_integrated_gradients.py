@@ -25,19 +25,16 @@ Options:      --steps 50  --method riemann_trapezoid  --batch-size 32
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 import utils
 
-vanilla = importlib.import_module("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
+vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
 
 STEPS = 50  # the paper uses 20 to 300; the completeness check tells you when it is enough
 METHOD = "riemann_trapezoid"
@@ -94,12 +91,6 @@ def as_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
                                f"the inputs' shape {tuple(x.shape)}") from None
 
 
-def _positive(value: int, name: str) -> int:
-    if int(value) != value or value < 1:
-        raise utils.InputError(f"{name} must be a whole number >= 1, got {value}")
-    return int(value)
-
-
 def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target=None, baseline=None,
                          steps: int = STEPS, method: str = METHOD, batch_size: int | None = None,
                          progress: bool = False) -> torch.Tensor:
@@ -111,23 +102,14 @@ def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target=None, ba
     x = inputs.detach()  # (N, C, H, W)
     x_baseline = as_baseline(baseline, x)  # (N, C, H, W)
     alphas, weights = (t.to(x.device, x.dtype) for t in quadrature(method, steps))  # (steps,) each
-    n = x.shape[0]
-    n_points = steps * n  # point p is step k = p // n of example i = p % n
-    chunk = n_points if batch_size is None else _positive(batch_size, "batch_size")
-    with torch.no_grad():  # the class at x, fixed along the path (in chunks too)
-        logits = torch.cat([model(x[s:s + chunk]) for s in range(0, n, chunk)])  # (N, K)
-    classes = utils.resolve_target(logits, target)  # (N,)
+    classes = utils.resolve_target(utils.forward_in_chunks(model, x, batch_size), target)  # (N,) fixed at x
     direction = x - x_baseline  # (N, C, H, W)
     grads_mean = torch.zeros_like(x)  # (N, C, H, W) accumulates sum_k w_k dS_c/dx at the path points
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per point
-    for start in tqdm(range(0, n_points, chunk), desc="IG", disable=not progress, leave=False):
-        p = torch.arange(start, min(start + chunk, n_points), device=x.device)  # (B,)
-        k, i = p // n, p % n
+    for k, i in utils.point_chunks(x.shape[0], steps, batch_size, x.device, progress, "IG"):
         path = x_baseline[i] + alphas[k].view(shape) * direction[i]  # (B, C, H, W)
         grads = vanilla.vanilla_gradient(model, path, classes[i], absolute=False)  # (B, C, H, W)
-        # each point's gradient, weighted by w_k, into its example's row: one (N, B) @ (B, D) product
-        to_example = F.one_hot(i, n).T.to(x.dtype) * weights[k]  # (N, B)
-        grads_mean += (to_example @ grads.flatten(1)).view_as(x)
+        grads_mean.index_add_(0, i, weights[k].view(shape) * grads)  # w_k dS_c/dx into example i's row
     return (direction * grads_mean).detach()  # (N, C, H, W): the (x - x') factor is the point
 
 
@@ -296,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = dataclasses.replace(demo, x=demo.x[:rows], names=demo.names[:rows])
     baselines = baselines_for(sub, 2 if args.quick else NOISE_DRAWS, generator)
     results = {}
-    for name, baseline in tqdm(baselines.items(), desc="baselines", disable=not progress):
+    for name, baseline in utils.progress_bar(baselines.items(), "baselines", enabled=progress, leave=True):
         results[name] = ig_for_baseline(demo.model, sub.x, target, baseline, steps,
                                         args.batch_size, False)
     print(f"\nThe baseline decides what IG explains ({steps} steps; noise: the mean over its draws):")
@@ -314,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # S_c(x) - S_c(x') once: the delta of an all-zero attribution is minus that change
     change = -float(completeness_delta(demo.model, first, torch.zeros_like(first), black[:1], classes[:1]))
     deltas: dict[str, list[float]] = {}
-    for method in tqdm(METHODS, desc="convergence", disable=not progress):
+    for method in utils.progress_bar(METHODS, "convergence", enabled=progress, leave=True):
         deltas[method] = []
         for s in step_counts:
             a = integrated_gradients(demo.model, first, classes[:1], black[:1], s, method, args.batch_size)

@@ -25,7 +25,6 @@ Figures go to outputs/. Offline without cached weights, it says so and runs on d
 from __future__ import annotations
 
 import contextlib
-import importlib
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -35,7 +34,7 @@ from torch import nn
 
 import utils
 
-vanilla_gradient = importlib.import_module("01_vanilla_gradient_saliency").vanilla_gradient
+vanilla_gradient = utils.load_lecture("01_vanilla_gradient_saliency").vanilla_gradient
 
 QUICK_PHOTOS = 1  # --quick explains the composite ...
 QUICK_DIGITS = 4  # ... or this many digits

@@ -22,7 +22,6 @@ Figures go to outputs/. Offline without cached weights, it says so and runs on d
 """
 from __future__ import annotations
 
-import importlib
 from typing import Sequence
 
 import torch
@@ -30,8 +29,8 @@ from torch import nn
 
 import utils
 
-gradcam = importlib.import_module("05_gradcam")
-guided = importlib.import_module("06_guided_backpropagation")
+gradcam = utils.load_lecture("05_gradcam")
+guided = utils.load_lecture("06_guided_backpropagation")
 grad_cam, guided_backprop = gradcam.grad_cam, guided.guided_backprop
 
 QUICK_DIGITS = 1  # --quick explains one digit ...

@@ -14,13 +14,14 @@ import argparse
 import contextlib
 import difflib
 import functools
+import importlib
 import socket
 import sys
 import urllib.error
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from types import ModuleType
+from typing import Callable, Iterable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -109,6 +110,68 @@ def float_in_range(low: float, high: float) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def load_lecture(name: str) -> ModuleType:
+    """Import a numbered lecture as a module, the one way lectures, tests and exercises share.
+
+        gradcam = utils.load_lecture("05_gradcam")
+        cam = gradcam.grad_cam(model, x, target=281)
+
+    A file name that starts with a digit cannot follow `import`, hence the loader. It
+    works from any working directory (the course folder goes on `sys.path`), and a
+    lecture is imported once, however many others use it. Only a lecture's method
+    functions should cross to another lecture; shared helpers live in this file.
+    """
+    if not (ROOT / f"{name}.py").is_file():
+        lectures = sorted(p.stem for p in ROOT.glob("[0-9][0-9]_*.py"))
+        raise InputError(f"no lecture named {name!r}; the lectures are: {', '.join(lectures)}")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(name)
+
+
+def progress_bar(iterable: Iterable, desc: str, enabled: bool = True, total: int | None = None,
+                 leave: bool = False) -> Iterable:
+    """tqdm's bar for a long loop, shown only on a terminal: a log file gets no bar lines."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not (enabled and sys.stderr.isatty()))
+
+
+def point_chunks(n_examples: int, points_per_example: int, batch_size: int | None,
+                 device: torch.device | str | None = None, progress: bool = False,
+                 desc: str = "points") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Many points per example (path points, noisy copies, perturbed inputs), in chunks.
+
+    Lectures 3, 4 and 8 evaluate the model at `points_per_example` points for each of
+    `n_examples` examples. Point p is point k = p // N of example i = p % N, and the
+    points come in chunks of at most `batch_size` (None: all at once), so memory
+    grows with `batch_size`, never with the number of points. Yields `(k, i)`, two
+    long tensors `(B,)` on `device`; the caller builds the B inputs from them.
+    """
+    n_points = n_examples * points_per_example
+    chunk = check_batch_size(batch_size) or max(n_points, 1)
+    starts = range(0, n_points, chunk)
+    for start in progress_bar(starts, desc, enabled=progress, total=len(starts)):
+        p = torch.arange(start, min(start + chunk, n_points), device=device)  # (B,)
+        yield p // n_examples, p % n_examples
+
+
+def forward_in_chunks(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """The model's logits for `x` without gradients, at most `batch_size` examples at a time."""
+    chunk = check_batch_size(batch_size) or max(x.shape[0], 1)
+    with torch.no_grad():
+        return torch.cat([model(x[s:s + chunk]) for s in range(0, x.shape[0], chunk)])
+
+
+def check_batch_size(batch_size: int | None) -> int | None:
+    """`batch_size` as an int (None stays None); InputError unless it is a whole number >= 1."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1 or None, got {batch_size}")
+    return int(batch_size)
 
 
 def make_parser(doc: str | None, default_model: str = "resnet50") -> OneLineParser:
@@ -746,12 +809,3 @@ def top_k(logits: torch.Tensor, categories: Sequence[str], k: int = 5) -> list[l
     probs = logits.detach().float().softmax(dim=1).cpu()
     values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
     return [[(categories[i], float(p)) for p, i in zip(vs, ix)] for vs, ix in zip(values, indices)]
-
-
-@contextlib.contextmanager
-def quiet_warnings(*categories: type[Warning]) -> Iterator[None]:
-    """Silence named warning categories inside one block (never globally)."""
-    with warnings.catch_warnings():
-        for category in categories:
-            warnings.simplefilter("ignore", category)
-        yield

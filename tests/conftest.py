@@ -1,7 +1,6 @@
 """Shared fixtures: the tests run offline, in a private TORCH_HOME, on small networks."""
 from __future__ import annotations
 
-import importlib
 import socket
 import sys
 from pathlib import Path
@@ -17,9 +16,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import utils  # noqa: E402
 
 
-def lecture(name: str):
-    """Import a numbered script the way the course does: `lecture("05_gradcam")`."""
-    return importlib.import_module(name)
+lecture = utils.load_lecture  # the course's one way to import a numbered script
 
 
 def _refuse(*args, **kwargs):
