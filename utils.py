@@ -711,7 +711,8 @@ class Demo:
         return classes, [self.class_name(int(c)) for c in classes]
 
     def black(self) -> torch.Tensor:
-        """A black image in the model's input space: (0 - mean) / std, not 0 (FINDINGS.md)."""
+        """A black image in the model's input space: (0 - mean) / std. Not 0: after normalisation
+        0 is the mean colour, which is what a "zero baseline" means in Captum (Captum PR #428)."""
         mean = torch.tensor(self.mean, device=self.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
         return ((0.0 - mean) / std).expand_as(self.x).clone()

@@ -98,7 +98,8 @@ def test_completeness_delta_equals_captums_convergence_delta():
 def captum_ig(model, x, target, baseline, steps, method):
     a = IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps,
                                              method=method)
-    # Captum's trapezoid weights sum to (n - 1)/n; the true rule's to 1 (FINDINGS.md)
+    # Captum 0.9's riemann_trapezoid weights its n nodes 1/n with halved ends, a sum of (n - 1)/n;
+    # the true trapezoid rule's weights sum to 1
     return a * steps / (steps - 1) if method == "riemann_trapezoid" else a
 
 

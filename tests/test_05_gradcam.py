@@ -149,7 +149,8 @@ def test_equals_pytorch_grad_cam_after_min_max_scaling(resnet, vgg, arch, layer)
     output is min_max(our upsampled map). It also calls model.eval() and writes
     .grad on the parameters, which are cleared afterwards. Its layer must
     not be a conv followed by an in-place ReLU: the ReLU overwrites the activation it
-    stores (FINDINGS.md), so for VGG it reads the ReLU module, as its README advises.
+    stores (its forward hook keeps the conv's output tensor itself; in-place ReLUs also clash with
+    full backward hooks, pytorch/pytorch#61519), so for VGG it reads the ReLU module, as its README advises.
     """
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
