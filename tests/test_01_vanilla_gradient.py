@@ -117,7 +117,8 @@ def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     assert (tmp_path / "01_vanilla_gradient_mnist.png").stat().st_size > 10_000
 
 
-def test_main_offline_says_so_and_runs_on_digits(tmp_path, capsys):
+def test_main_offline_says_so_and_runs_on_digits(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(utils, "lite0_installed", lambda: False)  # else offline picks efficientnet_lite0
     lecture("01_vanilla_gradient_saliency").main(["--quick", "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert "MNIST track" in err and "Traceback" not in err

