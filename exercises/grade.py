@@ -1,0 +1,431 @@
+"""Grade an exercise: one line per check, then `score: P/T`.
+
+    python exercises/grade.py N [FILE]
+
+N is the exercise (1 to 5); FILE is your file (default: the starter,
+exercises/0N_....py). A failed check says what was expected, what came and a hint.
+Exit status: 0 when every check passes, 1 otherwise, 2 for a usage error. Your
+code's exceptions are failed checks, never a crash of the grader. Offline; each
+exercise grades in well under two minutes on a laptop CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import math
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EXERCISES = Path(__file__).resolve().parent
+sys.path.insert(0, str(EXERCISES))
+import tasks  # noqa: E402  (puts the course folder on sys.path)
+import utils  # noqa: E402
+
+FILES = {1: "01_occlusion.py", 2: "02_misclassified.py", 3: "03_evaluation_protocol.py",
+         4: "04_domain_model.py", 5: "05_find_the_shortcut.py"}
+
+
+# %% The machinery: checks, failures, loading the student's file ---------------------------------
+
+
+class Failed(Exception):
+    """A check that did not pass: what was expected, what came, and a hint."""
+
+    def __init__(self, expected: object, got: object, hint: str = "") -> None:
+        super().__init__(expected, got, hint)
+        self.expected, self.got, self.hint = expected, got, hint
+
+
+Check = tuple[str, Callable[[], None]]  # (what is checked, a callable that raises Failed)
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def show(value: object) -> str:
+    """A value as a short string: small tensors in full (4 decimals), large ones by shape and range."""
+    if isinstance(value, torch.Tensor):
+        v = value.detach().cpu()
+        if v.numel() <= 30:
+            data = v.double().squeeze().tolist() if v.is_floating_point() else v.squeeze().tolist()
+            return str(_rounded(data))
+        return (f"tensor {tuple(v.shape)} {str(v.dtype).replace('torch.', '')} from {float(v.min()):.4g} "
+                f"to {float(v.max()):.4g}")
+    return repr(value)
+
+
+def _rounded(data: object) -> object:
+    if isinstance(data, list):
+        return [_rounded(d) for d in data]
+    return round(data, 4) if isinstance(data, float) else data
+
+
+def load(path: Path) -> ModuleType:
+    """Import the student's file as a module; its own errors propagate to the caller."""
+    spec = importlib.util.spec_from_file_location(f"graded_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def need(module: ModuleType, name: str):
+    """The student's function or value `name`, or a failed check that says it is missing."""
+    if not hasattr(module, name):
+        raise Failed(f"a function or value named {name}", "nothing by that name", "keep the starter's names")
+    return getattr(module, name)
+
+
+def run_check(check: Check) -> tuple[bool, str]:
+    name, function = check
+    quiet = io.StringIO()  # the student's prints would break one line per check
+    try:
+        with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            function()
+    except Failed as failure:
+        hint = f"; hint: {failure.hint}" if failure.hint else ""
+        return False, f"FAIL  {name}: expected {one_line(failure.expected)}; got {one_line(failure.got)}{hint}"
+    except NotImplementedError as todo:
+        return False, f"FAIL  {name}: not done yet ({one_line(todo)})"
+    except (Exception, SystemExit, RecursionError) as error:  # the student's code raised: a failed check
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        return False, (f"FAIL  {name}: your code raised {type(error).__name__}: {one_line(error, 200)} "
+                       f"(at {Path(where.filename).name}:{where.lineno})")
+    return True, f"ok    {name}"
+
+
+def grade(exercise: int, path: Path, out=sys.stdout) -> tuple[int, int]:
+    """Run every check of `exercise` on the file at `path`; print one line each and the score."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = load(path)
+        checks = GRADERS[exercise](module)
+    except (Exception, SystemExit) as error:
+        print(f"FAIL  {path.name} does not import: {type(error).__name__}: {one_line(error, 200)}", file=out)
+        checks, module = GRADERS[exercise](None), None
+        results = [(False, f"FAIL  {name}: not run, the file does not import") for name, _ in checks]
+    else:
+        results = [run_check(check) for check in checks]
+    for _, line in results:
+        print(line, file=out, flush=True)
+    passed = sum(ok for ok, _ in results)
+    print(f"score: {passed}/{len(results)}", file=out)
+    return passed, len(results)
+
+
+# %% Shared helpers for the checks ---------------------------------------------------------------
+
+
+def close(ours: torch.Tensor, theirs: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """Equal to float32 precision, `atol` relative to the reference's scale."""
+    if not isinstance(ours, torch.Tensor) or ours.shape != theirs.shape:
+        return False
+    scale = max(float(theirs.abs().max()), 1e-12)
+    return bool(torch.allclose(ours.detach().to(theirs.dtype).cpu(), theirs.cpu(), rtol=rtol, atol=atol * scale))
+
+
+def worst(ours: torch.Tensor, theirs: torch.Tensor) -> str:
+    if not isinstance(ours, torch.Tensor):
+        return f"a {type(ours).__name__}, not a tensor"
+    if ours.shape != theirs.shape:
+        return f"shape {tuple(ours.shape)} instead of {tuple(theirs.shape)}"
+    return f"a largest difference of {float((ours.detach().double() - theirs.double()).abs().max()):.4g}"
+
+
+def hooks_left(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules()
+            for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+            if getattr(m, attr, None)]
+
+
+def expect_value_error(call: Callable[[], object], what: str) -> None:
+    try:
+        call()
+    except ValueError:
+        return
+    except NotImplementedError:
+        raise
+    except Exception as error:  # noqa: BLE001  (the wrong kind of error is a failed check)
+        raise Failed(f"ValueError for {what}", f"{type(error).__name__}: {one_line(error, 120)}",
+                     "raise ValueError (utils.resolve_target does it for targets)") from None
+    raise Failed(f"ValueError for {what}", "no error", "check the argument before using it")
+
+
+def side_effect_check(method: Callable, model: nn.Module, x: torch.Tensor) -> None:
+    """Nothing of the caller's changes: inputs, requires_grad, training mode, .grad, hooks."""
+    before = x.clone()
+    x_grad = x.clone().requires_grad_(True)
+    method(model, x_grad)
+    if not x_grad.requires_grad or x_grad.grad is not None:
+        raise Failed("inputs keep requires_grad=True and get no .grad", "they changed",
+                     "work on inputs.detach() (or a clone); take no .backward() on the caller's tensor")
+    model.train()
+    method(model, x)
+    if not model.training:
+        raise Failed("a model in training mode stays in training mode", "it was switched to eval",
+                     "never call model.eval() inside a method; the caller decides")
+    model.eval()
+    with torch.no_grad():
+        out = method(model, x)
+    if not torch.isfinite(out).all():
+        raise Failed("finite values under the caller's torch.no_grad()", show(out),
+                     "use torch.enable_grad() where you need gradients")
+    if not torch.equal(x, before):
+        raise Failed("inputs unchanged", "your method wrote into them", "clone before you edit")
+    if any(p.grad is not None for p in model.parameters()):
+        raise Failed("no .grad on the model's parameters", "some .grad were set",
+                     "use torch.autograd.grad, or torch.no_grad() for forward passes only")
+    if hooks_left(model):
+        raise Failed("no hooks left on the model", ", ".join(hooks_left(model)), "remove hooks in finally")
+
+
+class GradingCNN(nn.Module):
+    """A small random CNN for any image size: conv, ReLU, conv, ReLU, 2x2 average pool, linear (5 classes)."""
+
+    def __init__(self, channels: int = 3, classes: int = 5, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv2d(channels, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.fc = nn.Linear(6 * 4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 2).flatten(1))
+
+
+class SumModel(nn.Module):
+    """Logits (sum of all pixels, 0): the drop of a patch is the sum of what it hides."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.flatten(1).sum(1)
+        return torch.stack([total, torch.zeros_like(total)], dim=1)
+
+
+# %% Exercise 1: occlusion ------------------------------------------------------------------------
+
+
+def reference_occlusion(model: nn.Module, x: torch.Tensor, target, window: int, stride: int,
+                        baseline: float) -> tuple[torch.Tensor, str]:
+    """Captum's Occlusion when it is installed; otherwise the same placement, written out here."""
+    n, c, h, w = x.shape
+    try:
+        from captum.attr import Occlusion
+    except ImportError:
+        pass
+    else:  # Captum's target=None means "the model returns one score per example", not the prediction
+        with torch.no_grad():
+            classes = utils.resolve_target(model(x), target)
+        result = Occlusion(model).attribute(x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
+                                            baselines=baseline, target=classes)
+        return result.detach(), "Captum's Occlusion"
+    with torch.no_grad():
+        logits = model(x)
+        classes = utils.resolve_target(logits, target)
+        scores = logits.gather(1, classes[:, None])[:, 0]
+        total, count = torch.zeros_like(x), torch.zeros(h, w, dtype=x.dtype)
+        for i in range(math.ceil((h - window) / stride) + 1):
+            for j in range(math.ceil((w - window) / stride) + 1):
+                hidden = x.clone()
+                hidden[:, :, i * stride:i * stride + window, j * stride:j * stride + window] = baseline
+                drop = scores - model(hidden).gather(1, classes[:, None])[:, 0]
+                total[:, :, i * stride:i * stride + window, j * stride:j * stride + window] += drop.view(n, 1, 1, 1)
+                count[i * stride:i * stride + window, j * stride:j * stride + window] += 1
+    return total / count, "the grader's reference (Captum is not installed)"
+
+
+def diagnose_occlusion(got: torch.Tensor, expected: torch.Tensor, covered: torch.Tensor) -> str:
+    """A hint that names the classic mistake when the answer has its signature."""
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return "return a tensor shaped like inputs"
+    got = got.detach().double()
+    if close(got, -expected):
+        return "the sign is flipped: the drop is S_c(x) - S_c(x with the patch hidden)"
+    if close(got, expected * covered):
+        return "you summed the drops: divide by the number of patches that covered each pixel"
+    if close(got[..., :-1, :-1], expected[..., :-1, :-1]) or bool((got[..., -1, :] == 0).all()):
+        return ("the last row or column is wrong: the last patch starts at k * stride and may hang over the "
+                "edge, where it is cut off (patch_corners)")
+    return "compare your loops with the formula in the file's header"
+
+
+def grade_occlusion(student: ModuleType | None) -> list[Check]:
+    occlusion = (lambda *a, **k: need(student, "occlusion")(*a, **k)) if student else None
+    corners = (lambda *a: need(student, "patch_corners")(*a)) if student else None
+
+    def check_corners() -> None:
+        cases = {(5, 2, 2): [0, 2, 4], (10, 4, 4): [0, 4, 8], (11, 4, 3): [0, 3, 6, 9], (10, 4, 3): [0, 3, 6],
+                 (6, 6, 1): [0], (4, 1, 1): [0, 1, 2, 3], (9, 5, 2): [0, 2, 4]}
+        for (size, window, stride), want in cases.items():
+            got = corners(size, window, stride)
+            if list(got) != want:
+                fit = list(range(0, size - window + 1, stride))
+                hint = ("patches must reach the last pixel: when stride does not divide size - window, one more "
+                        "patch starts at k * stride and hangs over the edge") if list(got) == fit else \
+                    "there are ceil((size - window) / stride) + 1 corners, k * stride for k = 0, 1, ..."
+                raise Failed(f"patch_corners({size}, {window}, {stride}) == {want}", list(got), hint)
+
+    def check_shape() -> None:
+        model, x = GradingCNN(), torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+        out = occlusion(model, x, None, window=3, stride=2)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
+            raise Failed("a float32 tensor of shape (2, 3, 8, 8)", show(out) if isinstance(out, torch.Tensor)
+                         else type(out).__name__, "return one value per input element")
+        if out.requires_grad:
+            raise Failed("a detached result", "requires_grad=True", "return .detach() or compute under no_grad")
+        if not torch.equal(out[:, 0], out[:, 1]) or not torch.equal(out[:, 0], out[:, 2]):
+            raise Failed("the same value in every channel of a pixel", "channels differ",
+                         "the patch hides all channels at once")
+
+    def hand_case(h: int, w: int, window: int, stride: int, want: torch.Tensor, covered: torch.Tensor) -> None:
+        x = torch.ones(1, 1, h, w, dtype=torch.float64)
+        got = occlusion(SumModel(), x, 0, window=window, stride=stride, baseline=0.0)
+        if not close(got, want.view(1, 1, h, w).double(), 1e-6, 1e-9):
+            raise Failed(show(want), show(got), diagnose_occlusion(got, want.view(1, 1, h, w).double(),
+                                                                  covered.view(1, 1, h, w).double()))
+
+    def check_mean() -> None:
+        # 3x3 ones, f = sum of pixels, 2x2 patches at stride 1: every patch hides 4 ones, so every
+        # drop is 4, and the mean of 4s is 4 whether a pixel is covered once (corner) or 4 times (centre).
+        covered = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+        hand_case(3, 3, 2, 1, torch.full((3, 3), 4.0), covered)
+
+    def check_edges() -> None:
+        # 5x5 ones, 2x2 patches at stride 2: corners 0, 2, 4; the patches at 4 hang over the edge and
+        # hide 2 pixels (1 in the corner), so the last row and column get 2 and the corner 1.
+        want = torch.full((5, 5), 4.0)
+        want[4, :], want[:, 4] = 2.0, 2.0
+        want[4, 4] = 1.0
+        hand_case(5, 5, 2, 2, want, torch.ones(5, 5))
+
+    def check_linear() -> None:
+        # f = (sum of w * x, 0): drop(P) = sum over P of w (x - baseline), averaged per pixel by hand.
+        g = torch.Generator().manual_seed(3)
+        weights = torch.randn(2, 4, 5, generator=g, dtype=torch.float64)
+        x = torch.rand(1, 2, 4, 5, generator=g, dtype=torch.float64)
+        baseline = 0.5
+
+        class Linear(nn.Module):
+            def forward(self, inp):
+                s = (inp * weights).flatten(1).sum(1)
+                return torch.stack([s, -s], 1)
+
+        contribution = (weights * (x[0] - baseline)).sum(0)  # (4, 5)
+        total, count = torch.zeros(4, 5, dtype=torch.float64), torch.zeros(4, 5, dtype=torch.float64)
+        for top in (0, 1, 2):  # window 3, stride 1: corners 0, 1 down; 0, 1, 2 across
+            for left in (0, 1, 2):
+                if top > 1:
+                    continue
+                total[top:top + 3, left:left + 3] += contribution[top:top + 3, left:left + 3].sum()
+                count[top:top + 3, left:left + 3] += 1
+        want = (total / count).expand(1, 2, 4, 5)
+        got = occlusion(Linear(), x, 0, window=3, stride=1, baseline=baseline)
+        if not close(got, want, 1e-6, 1e-9):
+            raise Failed(f"on f(x) = w . x with baseline 0.5: {show(want[0, 0])} in each channel",
+                         show(got[0, 0]) if isinstance(got, torch.Tensor) and got.dim() == 4 else show(got),
+                         diagnose_occlusion(got, want, count.expand(1, 2, 4, 5)) + "; hide with `baseline`, "
+                         "not with zeros")
+
+    def reference_case(n: int, c: int, h: int, w: int, window: int, stride: int, target, baseline: float):
+        def check() -> None:
+            model = GradingCNN(channels=c, seed=h * 10 + w)
+            x = torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(h + w))
+            want, source = reference_occlusion(model, x, target, window, stride, baseline)
+            got = occlusion(model, x, target, window=window, stride=stride, baseline=baseline)
+            if not close(got, want):
+                covered = torch.zeros(h, w)
+                for i in range(math.ceil((h - window) / stride) + 1):
+                    for j in range(math.ceil((w - window) / stride) + 1):
+                        covered[i * stride:i * stride + window, j * stride:j * stride + window] += 1
+                raise Failed(f"equal to {source}", worst(got, want),
+                             diagnose_occlusion(got, want, covered.expand_as(want)))
+        return (f"equals Captum's Occlusion on {n}x{c}x{h}x{w}, window {window}, stride {stride}, "
+                f"target {target!r}, baseline {baseline}", check)
+
+    def check_target_forms() -> None:
+        model, x = GradingCNN(), torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(5))
+        predicted = model(x).argmax(1)
+        by_none = occlusion(model, x, None, window=3, stride=3)
+        for form, target in (("a list", predicted.tolist()), ("a tensor", predicted)):
+            got = occlusion(model, x, target, window=3, stride=3)
+            if not close(got, by_none):
+                raise Failed(f"target=None and target as {form} of the predictions give the same map",
+                             worst(got, by_none), "use utils.target_scores(logits, target)")
+        by_int, by_list = (occlusion(model, x, t, window=3, stride=3) for t in (3, [3, 3]))
+        if not close(by_int, by_list) or close(by_int, by_none):
+            raise Failed("target=3 explains class 3 for every example", worst(by_int, by_list),
+                         "an int is one class for all examples")
+
+    def check_target_errors() -> None:
+        model, x = GradingCNN(), torch.rand(2, 3, 6, 6)
+        expect_value_error(lambda: occlusion(model, x, 5, window=3, stride=3), "target=5 with 5 classes (0 to 4)")
+        expect_value_error(lambda: occlusion(model, x, torch.tensor([0, 9]), window=3, stride=3),
+                           "target=tensor([0, 9])")
+        expect_value_error(lambda: occlusion(model, x, [0, 1, 2], window=3, stride=3), "3 targets for 2 examples")
+
+    def check_window_errors() -> None:
+        model, x = GradingCNN(), torch.rand(1, 3, 6, 6)
+        expect_value_error(lambda: occlusion(model, x, window=7, stride=2), "window=7 on a 6x6 image")
+        expect_value_error(lambda: occlusion(model, x, window=3, stride=0), "stride=0")
+        expect_value_error(lambda: occlusion(model, x, window=3, stride=4), "stride=4 > window=3")
+
+    def check_side_effects() -> None:
+        side_effect_check(lambda m, x: occlusion(m, x, [1, 2], window=3, stride=2), GradingCNN(),
+                          torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(6)))
+
+    return [
+        ("patch_corners: hand-derived corners, including a last patch over the edge", check_corners),
+        ("occlusion returns a detached tensor shaped like inputs, equal across channels", check_shape),
+        ("hand-derived: the mean over covering patches, not the sum (3x3, window 2, stride 1)", check_mean),
+        ("hand-derived: patches cut off at the right and bottom edges (5x5, window 2, stride 2)", check_edges),
+        ("hand-derived: f(x) = w . x, two channels, baseline 0.5 (4x5, window 3, stride 1)", check_linear),
+        reference_case(2, 3, 8, 8, 3, 2, None, 0.0),
+        reference_case(2, 3, 9, 7, 4, 3, [1, 4], 0.0),
+        reference_case(1, 1, 10, 10, 4, 4, 2, 0.3),
+        reference_case(2, 3, 6, 6, 6, 1, torch.tensor([0, 3]), -1.0),
+        ("every target form: None, an int, a list, a tensor", check_target_forms),
+        ("ValueError for a class out of range or a list of the wrong length", check_target_errors),
+        ("ValueError for a window larger than the image or a stride outside 1..window", check_window_errors),
+        ("no side effects: inputs, requires_grad, training mode, .grad, hooks; works under no_grad",
+         check_side_effects),
+    ]
+
+
+# %% The command line -------------------------------------------------------------------------------
+
+GRADERS: dict[int, Callable[[ModuleType | None], list[Check]]] = {1: grade_occlusion}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    usage = "usage: python exercises/grade.py N [FILE]   (N is 1 to 5; FILE defaults to the starter)"
+    if not 1 <= len(argv) <= 2 or argv[0] not in {str(n) for n in FILES}:
+        print(f"error: {'N must be 1, 2, 3, 4 or 5' if argv else 'which exercise?'}\n{usage}", file=sys.stderr)
+        return 2
+    exercise = int(argv[0])
+    path = Path(argv[1]) if len(argv) == 2 else EXERCISES / FILES[exercise]
+    if not path.is_file() or path.suffix != ".py":
+        print(f"error: {path} is not a Python file\n{usage}", file=sys.stderr)
+        return 2
+    if exercise not in GRADERS:
+        print(f"error: exercise {exercise} has no grader yet", file=sys.stderr)
+        return 2
+    passed, total = grade(exercise, path.resolve())
+    return 0 if passed == total else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
