@@ -9,7 +9,7 @@ Intuition: a pixel matters to a class if nudging it would change the class score
 The gradient is the best linear approximation of the network around x:
 S_c(x + d) ~ S_c(x) + d . dS_c/dx for a small step d. The map answers "where would
 a tiny change matter?", not "what did the network use?": keep the difference in
-mind, the next three lectures are about it.
+mind: the next three lectures refine the map, and lecture 4 turns it into an attribution.
 
 Paper: K. Simonyan, A. Vedaldi, A. Zisserman, "Deep Inside Convolutional Networks:
 Visualising Image Classification Models and Saliency Maps", ICLR workshop 2014,
@@ -18,7 +18,9 @@ https://arxiv.org/abs/1312.6034
 Run:          python 01_vanilla_gradient_saliency.py                (ResNet-50, five photos)
 In seconds:   python 01_vanilla_gradient_saliency.py --quick         (ResNet-18, two photos)
 Digits:       python 01_vanilla_gradient_saliency.py --model mnist   (the course's digit CNN)
-Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
+Offline:      python 01_vanilla_gradient_saliency.py --model efficientnet_lite0
+Figures go to outputs/. Offline without cached torchvision weights, a lecture says so and
+runs on EfficientNet-Lite0 (its weights ship in a package, requirements-dev.txt) or on digits.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ import utils
 QUICK_PHOTOS = 2  # --quick explains this many photos ...
 QUICK_DIGITS = 4  # ... or digits
 DIGITS = 6
-TAYLOR_STEP = 1e-2  # length of the nudge in the sanity check, in normalised input units
+TAYLOR_STEP = 1e-2  # length (L2 norm) of the nudge in the sanity check, in the model's input units
 
 
 # %% The method ---------------------------------------------------------------------
@@ -78,36 +80,44 @@ def taylor_check(model: nn.Module, x: torch.Tensor, grads: torch.Tensor, classes
 # %% Figures --------------------------------------------------------------------------
 
 
+def shorten(text: str, length: int = 22) -> str:
+    return text if len(text) <= length else text[:length - 1] + "…"
+
+
 def title_of(name: str, prediction: Sequence[tuple[str, float]]) -> str:
     label, probability = prediction[0]
-    return f"{name}\n{label} ({probability:.0%})"
+    return f"{name}\npredicted '{shorten(label)}' ({probability:.0%})"
 
 
 def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
     """Rows of photo | max over channels of |dS_c/dx| | that map over the photo."""
     images = demo.display()
     heat = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))  # (N, H, W) in [0, 1]
-    fig, axes = utils.figure_grid(len(images), 3, title=f"Vanilla gradient, {demo.model_name}")
+    fig, axes = utils.figure_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
     for row, (image, name) in enumerate(zip(images, demo.names)):
         utils.show_image(axes[row, 0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[row, 1], heat[row], f"|dS/dx| for '{explained[row]}'",
-                           label="max over RGB, 99th pct = 1")
-        utils.show_heatmap(axes[row, 2], heat[row], "overlay", image=image)
+        utils.show_heatmap(axes[row, 1], heat[row], f"|dS/dx| for '{shorten(explained[row])}'",
+                           label="|dS/dx|, max over RGB (1 = 99th pct)")
+        utils.show_heatmap(axes[row, 2], heat[row], "the same, over the photo", image=image,
+                           label="|dS/dx| (opacity = strength)")
     return fig
 
 
 def plot_mnist(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
-    """Rows of digit | |dS_c/dx| | signed dS_c/dx on a colour map centred at zero."""
+    """Rows of digit | |dS_c/dx| | signed dS_c/dx on a colour map centred at zero.
+
+    The digit's outline is drawn on both maps: much of the gradient lies off the ink.
+    """
     images = demo.display()
     magnitude = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))
     signed = utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)
-    fig, axes = utils.figure_grid(len(images), 3, panel=2.3, title="Vanilla gradient, digit CNN")
+    fig, axes = utils.figure_grid(len(images), 3, panel=2.3, title=f"Vanilla gradient, {demo.network}")
     for row, (image, name) in enumerate(zip(images, demo.names)):
         utils.show_image(axes[row, 0], image, title_of(name, predictions[row]))
         utils.show_heatmap(axes[row, 1], magnitude[row], f"|dS/dx| for '{explained[row]}'",
-                           label="99th pct = 1")
-        utils.show_heatmap(axes[row, 2], signed[row], "signed dS/dx", signed=True,
-                           label="red: brighter raises S")
+                           label="|dS/dx| (1 = 99th pct)", outline=image)
+        utils.show_heatmap(axes[row, 2], signed[row], "dS/dx, signed", signed=True, outline=image,
+                           label="red: more ink raises S\nblue: more ink lowers S")
     return fig
 
 
@@ -126,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
 
-    print(f"\nTop-5 predictions of {demo.model_name}:")
+    print(f"\nTop-5 predictions of the {demo.network} (softmax probabilities):")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
 
@@ -134,10 +144,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     grads = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
 
     predicted, actual = taylor_check(demo.model, demo.x, grads, classes)
-    print(f"\nSanity check: nudge each input by {TAYLOR_STEP} along dS/dx. The gradient predicts")
-    print("the change of the score; the network's actual change should match (first order):")
+    print(f"\nSanity check: move each input a distance {TAYLOR_STEP} (L2 norm) in the direction of "
+          "dS/dx.\nTo first order the score S_c (the logit) rises by that distance x ||dS/dx||; "
+          "the network's actual\nchange should match:")
     for name, c, p, a in zip(demo.names, explained, predicted.tolist(), actual.tolist()):
-        print(f"  {name:>16} '{c}': predicted {p:+.5f}   actual {a:+.5f}")
+        print(f"  {name:>16} '{shorten(c)}': predicted {p:+.5f}   actual {a:+.5f}   "
+              f"({abs(a - p) / max(abs(p), 1e-12):.1%} apart)")
 
     plot = plot_imagenet if demo.track == "imagenet" else plot_mnist
     utils.save_figure(plot(demo, grads, predictions, explained), args.out_dir,

@@ -7,13 +7,17 @@ feature's share of the score.
     A_c(x)_i = x_i * dS_c/dx_i (x)                 signed: red raises S_c, blue lowers it
     linear model S_c(x) = w . x + b:   sum_i A_c(x)_i + b = S_c(x)   exactly
 
-What it fixes: the map now weighs sensitivity by presence, so it is sharper and its sum
-means something. What it breaks: a feature at zero gets zero attribution whatever its
-importance. On the digit track the pixels are raw [0, 1], zero IS black, and the black
-background (a "0"'s empty hole, say) can never be credited. On the ImageNet track the
-inputs are normalised, so zero is the *mean colour* and a black pixel, (0 - mean) / std,
-gets a large attribution. Either way the map depends on where zero happens to be: the
-baseline that lecture 4 makes explicit.
+What it fixes: the map now weighs sensitivity by presence, so it often looks sharper,
+and its sum means something: for a linear model it is exactly S_c(x) - b_c; for a
+network it is the first-order (Taylor) estimate of S_c(x) - S_c(0), which the script
+shows can be far off (lecture 4 makes it exact). What it breaks: a feature at zero gets
+zero attribution whatever its importance. On the digit track the pixels are raw [0, 1],
+zero IS black, and the black background (a "0"'s empty hole, say) can never be credited.
+On the ImageNet track the inputs are normalised, so zero is the *mean colour*, which gets
+nothing, while a black pixel, (0 - mean) / std, is far from zero, so multiplying by it
+inflates the gradient there: the script measures how much more of the map dark pixels
+hold. Either way the map depends on where zero happens to be: the baseline that lecture
+4 makes explicit.
 
 Papers: A. Shrikumar, P. Greenside, A. Shcherbina, A. Kundaje, "Not Just a Black Box",
 2016, https://arxiv.org/abs/1605.01713; M. Ancona, E. Ceolini, C. Oztireli, M. Gross,
@@ -23,6 +27,7 @@ https://arxiv.org/abs/1711.06104
 Run:          python 02_gradient_input_saliency.py                (ResNet-50, five photos)
 In seconds:   python 02_gradient_input_saliency.py --quick         (ResNet-18, two photos)
 Digits:       python 02_gradient_input_saliency.py --model mnist   (where zero is black)
+Offline:      python 02_gradient_input_saliency.py --model efficientnet_lite0
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ QUICK_DIGITS = 4  # ... or digits
 DIGITS = 6
 LINEAR_SEED = 0  # the random linear model of the sanity check ...
 LINEAR_CLASSES = 3  # ... and its number of classes
+DARK = 0.15  # a photo's pixel is dark when every channel is below this, on a 0 (black) to 1 scale
 
 
 # %% The method ---------------------------------------------------------------------
@@ -76,14 +82,17 @@ def linear_check(x: torch.Tensor, classes: int = LINEAR_CLASSES, seed: int = LIN
     return attributions.flatten(1).sum(1) + bias, score
 
 
-def zero_share(x: torch.Tensor, grads: torch.Tensor, attributions: torch.Tensor):
-    """(fraction of inputs exactly 0, share of |dS/dx| on them, share of |x dS/dx| on them)."""
-    zero = (x == 0).flatten(1).float()  # (N, D)
-    def share(a: torch.Tensor) -> torch.Tensor:  # (N,) the part of sum |a| that sits on zeros
-        a = a.abs().flatten(1)
-        return (a * zero).sum(1) / a.sum(1).clamp_min(1e-12)
+def share_on(pixels: torch.Tensor, grads: torch.Tensor, attributions: torch.Tensor):
+    """How much of each map sits on some pixels: (fraction of the pixels, share of |dS/dx|,
+    share of |x dS/dx|), each `(N,)`. `pixels` is a boolean mask `(N, H, W)`; a pixel's
+    amount is the sum over its channels of the absolute values."""
+    mask = pixels.flatten(1).float()  # (N, H * W)
 
-    return zero.mean(1), share(grads), share(attributions)
+    def share(a: torch.Tensor) -> torch.Tensor:  # (N,) the part of sum |a| that sits on the mask
+        a = a.abs().sum(1).flatten(1)  # (N, H * W)
+        return (a * mask).sum(1) / a.sum(1).clamp_min(1e-12)
+
+    return mask.mean(1), share(grads), share(attributions)
 
 
 # %% Figures --------------------------------------------------------------------------
@@ -94,20 +103,26 @@ def shorten(text: str, length: int = 20) -> str:
 
 
 def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
-    """Per photo: photo | |dS/dx| | x * dS/dx signed | |x * dS/dx| over the photo."""
+    """Per photo: photo | |dS/dx| | |x * dS/dx| | x * dS/dx signed.
+
+    The two magnitudes share a colour map and a scale (each map's 99th percentile = 1),
+    so the columns compare directly: pixels far from the mean colour gain, those near it
+    lose. The signed map shows why the sum is a poor estimate: neighbours cancel.
+    """
     images = demo.display()
-    magnitude = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))
-    signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
+    magnitude = utils.scale_for_display(utils.reduce_channels(grads, "sum_abs"))
     amount = utils.scale_for_display(utils.reduce_channels(attributions, "sum_abs"))
+    signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
     fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient against gradient x input, "
-                                                        f"{demo.model_name}")
+                                                        f"{demo.network}")
     for row, (image, name) in enumerate(zip(images, demo.names)):
         utils.show_image(axes[row, 0], image, f"{name}\nexplaining '{shorten(explained[row])}'")
         utils.show_heatmap(axes[row, 1], magnitude[row], "|dS/dx| (lecture 1)",
-                           label="max over RGB, 99th pct = 1")
-        utils.show_heatmap(axes[row, 2], signed[row], "x * dS/dx, signed", signed=True,
-                           label="sum over RGB; red raises S")
-        utils.show_heatmap(axes[row, 3], amount[row], "|x * dS/dx| overlay", image=image)
+                           label="sum over RGB (1 = 99th pct)")
+        utils.show_heatmap(axes[row, 2], amount[row], "|x * dS/dx|",
+                           label="sum over RGB (1 = 99th pct)")
+        utils.show_heatmap(axes[row, 3], signed[row], "x * dS/dx, signed", signed=True,
+                           label="red: raises S, blue: lowers S\n(sum over RGB, 1 = 99th pct)")
     return fig
 
 
@@ -117,13 +132,13 @@ def plot_mnist(demo: utils.Demo, grads, attributions, explained):
     gradient = utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)
     signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
     fig, axes = utils.figure_grid(len(images), 3, panel=2.3,
-                                  title="Gradient x input, digit CNN: zero is black")
+                                  title=f"Gradient x input, {demo.network}: zero is black")
     for row, (image, name) in enumerate(zip(images, demo.names)):
         utils.show_image(axes[row, 0], image, f"{name}, explaining '{explained[row]}'")
         utils.show_heatmap(axes[row, 1], gradient[row], "dS/dx: black pixels matter too", signed=True,
-                           label="red: brighter raises S")
+                           outline=image, label="red: more ink raises S\nblue: more ink lowers S")
         utils.show_heatmap(axes[row, 2], signed[row], "x * dS/dx: black gets 0", signed=True,
-                           label="red: raises S")
+                           outline=image, label="red: this ink raises S\nblue: this ink lowers S")
     return fig
 
 
@@ -146,25 +161,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     attributions = gradient_x_input(demo.model, demo.x, target)  # (N, C, H, W)
 
     total_plus_bias, logit = linear_check(demo.x)
-    print("\nSanity check on a random linear model S(x) = W x + b: sum_i x_i dS_c/dx_i + b_c = S_c(x)?")
+    print("\nSanity check on a random linear model S(x) = W x + b (made for this check, same inputs):")
+    print("sum_i x_i dS_c/dx_i + b_c should equal S_c(x), its logit for its own predicted class c:")
     for name, lhs, rhs in zip(demo.names, total_plus_bias.tolist(), logit.tolist()):
         print(f"  {name:>16}: sum + bias {lhs:+.5f}   S_c(x) {rhs:+.5f}")
 
-    print(f"\nOn {demo.model_name}, which is not linear, the sum is only a first-order guess "
-          "at S_c(x) - S_c(0):")
+    zero = "a black image" if demo.track == "mnist" else "x = 0, the mean colour everywhere"
+    print(f"\nThe network ({demo.network}) is not linear: there the sum of x * dS/dx is only the "
+          f"first-order\n(Taylor) estimate of S_c(x) - S_c(0), where S_c(0) is the logit for {zero}."
+          "\nLecture 4 makes it exact.")
     change = logits.gather(1, classes[:, None]) - zero_scores.gather(1, classes[:, None])  # (N, 1)
     for name, total, d in zip(demo.names, attributions.flatten(1).sum(1).tolist(), change[:, 0].tolist()):
         print(f"  {name:>16}: sum of x * dS/dx {total:+9.3f}   S_c(x) - S_c(0) {d:+9.3f}")
 
     if demo.track == "imagenet":
-        black = demo.black()[0, :, 0, 0].tolist()
+        black = tuple(round(b, 2) for b in demo.black()[0, :, 0, 0].tolist())
         mean = tuple(round(m, 3) for m in demo.mean)
-        print(f"\nHere the inputs are normalised: x = 0 is the mean colour {mean}, which gets no")
-        print(f"attribution; a black pixel is x = {tuple(round(b, 2) for b in black)} and gets a lot.")
+        pictures = torch.as_tensor(demo.display(), device=demo.x.device)  # (N, H, W, C) in [0, 1]
+        dark = (pictures < DARK).all(dim=-1)  # (N, H, W)
+        fraction, grad_share, attribution_share = share_on(dark, grads, attributions)
+        print(f"\nHere the inputs are normalised: x = 0 is the colour {mean} (on a 0 to 1 scale) that "
+              "the\nnormalisation subtracts, and it gets no attribution. A black pixel lies far from it, at "
+              f"x = {black},\nso multiplying by x enlarges its share. Dark pixels (every channel below {DARK:.0%}):")
+        rows = zip(demo.names, fraction.tolist(), grad_share.tolist(), attribution_share.tolist())
+        for name, f, g, a in rows:
+            print(f"  {name:>16}: {f:6.1%} of the pixels are dark; they hold {g:6.1%} of |dS/dx|, "
+                  f"{a:6.1%} of |x * dS/dx|")
         print("Try --model mnist: there the pixels are raw, zero is black, and the background is "
               "most of the image.")
     else:
-        fraction, grad_share, attribution_share = zero_share(demo.x, grads, attributions)
+        fraction, grad_share, attribution_share = share_on(demo.x[:, 0] == 0, grads, attributions)
         print("\nBlack pixels (x = 0) get no attribution at all, however much the gradient says they matter:")
         rows = zip(demo.names, fraction.tolist(), grad_share.tolist(), attribution_share.tolist())
         for name, f, g, a in rows:

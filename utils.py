@@ -15,9 +15,12 @@ import contextlib
 import difflib
 import functools
 import importlib
+import os
 import socket
 import sys
+import tempfile
 import urllib.error
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -274,12 +277,19 @@ def open_image(path: Path) -> Image.Image:
     """Any image PIL can read, as 8-bit RGB, the way a camera meant it to be seen.
 
     EXIF rotation is applied; transparency is laid on white; grey, palette, CMYK,
-    16-bit and float images are converted.
+    16-bit and float images are converted. An image larger than PIL's
+    decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is refused, not decoded:
+    PIL only warns below twice the limit, and we treat that warning as the error.
     """
     try:
-        with Image.open(path) as image:
-            image.load()  # read it all now, so a truncated file fails here
-            image = ImageOps.exif_transpose(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()  # read it all now, so a truncated file fails here
+                image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path}: too large, more than PIL's limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+                         "against decompression bombs; shrink it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: not a readable image ({error})") from None
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
@@ -695,33 +705,65 @@ def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
         ax.set_title(title, fontsize=9)
 
 
-def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = False,
-                 image: np.ndarray | None = None, alpha: float = 0.8, label: str | None = None):
-    """A map scaled to [0, 1] (or [-1, 1] when `signed`), with a colour bar.
+MAGNITUDE_CMAP = "inferno"  # every magnitude, alone or over a picture: dark weak, light strong
+SIGNED_CMAP = "RdBu_r"  # every signed map: red positive, blue negative, white zero
+OVERLAY_GREY = (0.25, 0.75)  # an overlay's picture is greyed into this range, so colours stand out
 
-    Signed maps use a diverging colour map centred at zero (blue negative, red
-    positive). With `image`, the map is laid over a greyed copy of the picture,
-    each pixel as opaque as it is strong, so weak values do not hide the picture.
+
+def translucent(cmap, norm, values: np.ndarray, alpha: float) -> np.ndarray:
+    """RGBA colours `(..., 4)` of an overlay: the colour map's colour, as opaque as |value| is strong."""
+    rgba = cmap(norm(values))
+    rgba[..., 3] = alpha * np.clip(np.abs(values), 0.0, 1.0)
+    return rgba
+
+
+def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = False,
+                 image: np.ndarray | None = None, alpha: float = 0.8, label: str | None = None,
+                 outline: np.ndarray | None = None):
+    """A map scaled to [0, 1] (or [-1, 1] when `signed`), with a colour bar that shows what is drawn.
+
+    One sequential colour map for magnitudes (inferno) and one diverging map for signed
+    values (red positive, blue negative, white zero), alone or over a picture. With
+    `image`, the map is laid over a dimmed grey copy of the picture, each pixel as opaque
+    as it is strong (alpha * |value|), so weak values leave the picture visible; the
+    colour bar then shows those same translucent colours over mid-grey. `outline` (a
+    grey picture, e.g. a digit) draws the picture's edge (its 0.5 level) as a thin line.
+    `label` names the bar; a signed bar also says what red and blue mean.
     """
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import ListedColormap, Normalize
 
-    cmap = plt.get_cmap("RdBu_r" if signed else "inferno" if image is None else "jet")
+    cmap = plt.get_cmap(SIGNED_CMAP if signed else MAGNITUDE_CMAP)
     norm = Normalize(-1.0 if signed else 0.0, 1.0)
     heat = np.asarray(heat, dtype=np.float64)
     if image is None:
         ax.imshow(heat, cmap=cmap, norm=norm)
+        bar_cmap = cmap
     else:
-        grey = np.asarray(image).mean(axis=-1) if np.asarray(image).ndim == 3 else np.asarray(image)
-        ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
-        rgba = cmap(norm(heat))
-        rgba[..., 3] = alpha * np.clip(np.abs(heat), 0, 1)
-        ax.imshow(rgba)
+        picture = np.asarray(image, dtype=np.float64)
+        grey = picture.mean(axis=-1) if picture.ndim == 3 else picture  # (H, W)
+        low, high = OVERLAY_GREY
+        ax.imshow(low + (high - low) * grey, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(translucent(cmap, norm, heat, alpha))
+        # The bar is the same translucent ramp laid over mid-grey: the colours a reader sees.
+        ramp = translucent(cmap, norm, np.linspace(norm.vmin, norm.vmax, 256), alpha)  # (256, 4)
+        backdrop = (low + high) / 2
+        bar_cmap = ListedColormap(ramp[:, :3] * ramp[:, 3:] + backdrop * (1.0 - ramp[:, 3:]))
+    if outline is not None:
+        edge = np.asarray(outline, dtype=np.float64)
+        edge = edge.mean(axis=-1) if edge.ndim == 3 else edge
+        limits = ax.get_xlim(), ax.get_ylim()
+        ax.contour(edge, levels=[0.5], colors="0.1" if signed else "cyan", linewidths=0.7)
+        ax.set_xlim(limits[0])
+        ax.set_ylim(limits[1])
     if title:
         ax.set_title(title, fontsize=9)
-    bar = ax.figure.colorbar(ScalarMappable(norm, cmap), ax=ax, fraction=0.046, pad=0.02)
+    bar = ax.figure.colorbar(ScalarMappable(norm, bar_cmap), ax=ax, fraction=0.046, pad=0.02,
+                             ticks=[-1, 0, 1] if signed else [0, 0.5, 1])
     bar.ax.tick_params(labelsize=7)
+    if signed and "red" not in (label or ""):
+        label = f"{label}; red +, blue -" if label else "red +, blue -, 0 white"
     if label:
         bar.set_label(label, fontsize=7)
     return bar
@@ -731,7 +773,7 @@ def save_figure(fig, out_dir: Path, name: str) -> Path:
     """Save into `out_dir` (created when missing) as a PNG, close the figure, say where."""
     import matplotlib.pyplot as plt
 
-    path = check_out_dir(out_dir) / name
+    path = Path(out_dir) / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
@@ -744,13 +786,35 @@ def save_figure(fig, out_dir: Path, name: str) -> Path:
 
 
 def check_out_dir(out_dir: Path) -> Path:
-    """Refuse an `--out-dir` that is (or lies below) an existing file, before anything is written."""
+    """Make sure figures can be written to `--out-dir`, before any slow step; leave no trace.
+
+    Permission bits do not tell (root ignores them, a read-only file system does not
+    show in them), so it tries: it makes the missing folders and a temporary file in
+    the last one, then removes exactly what it made. Nothing the user has is touched.
+    """
     out_dir = Path(out_dir)
+    missing = []
     for folder in (out_dir, *out_dir.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise InputError(f"--out-dir {out_dir}: {folder} is an existing file, not a folder")
             break
+        missing.append(folder)
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):  # outermost first
+            folder.mkdir()
+            made.append(folder)
+        handle, probe = tempfile.mkstemp(dir=out_dir, prefix=".write_test_")  # a fresh name: overwrites nothing
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        where = error.filename or out_dir
+        raise InputError(f"--out-dir {out_dir}: cannot write there ({where}: {error.strerror or error})") from None
+    finally:
+        for folder in reversed(made):  # innermost first; save_figure makes them again when it writes
+            with contextlib.suppress(OSError):  # something appeared in it meanwhile: leave it be
+                folder.rmdir()
     return out_dir
 
 
@@ -770,7 +834,11 @@ class Demo:
     device: torch.device
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
-    transform: Callable[[Image.Image], torch.Tensor] | None = None
+
+    @property
+    def network(self) -> str:
+        """The network's name in titles and printed lines (`model_name` stays the --model value)."""
+        return "digit CNN" if self.track == "mnist" else self.model_name
 
     def display(self, x: torch.Tensor | None = None) -> np.ndarray:
         """The batch (or `x`) as pictures `(N, H, W, C)` in [0, 1]."""
@@ -860,7 +928,7 @@ def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: 
                 x = torch.nn.functional.interpolate(x, size=quick_size, mode="bilinear", antialias=True,
                                                     align_corners=False)
             return Demo("imagenet", name, model.to(device).eval(), x, stems, categories, device,
-                        tuple(transform.mean), tuple(transform.std), transform)
+                        tuple(transform.mean), tuple(transform.std))
     parse_target(args.target, MNIST_CLASSES)
     model = load_mnist_cnn(args.weights if args.model == "mnist" else None)
     if user_images:

@@ -170,3 +170,17 @@ class Exploding(nn.Module):
     def forward(self, x):
         self.conv(x)  # the hook has fired ...
         raise RuntimeError("boom")  # ... and then the forward pass fails
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG file of a few bytes that claims width x height grey pixels (for the decompression-bomb
+    check, which PIL runs on the header, before decoding anything)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))

@@ -115,6 +115,20 @@ def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
 def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     lecture("01_vanilla_gradient_saliency").main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     assert (tmp_path / "01_vanilla_gradient_mnist.png").stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert "Top-5 predictions of the digit CNN" in out  # the network's one name, not the flag's value
+
+
+@pytest.mark.skipif(not utils.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
+def test_on_a_real_network_the_gradient_predicts_a_small_steps_effect(tmp_path, capsys):
+    """EfficientNet-Lite0, pretrained: a step of 0.01 along dS/dx changes S as the gradient says."""
+    module = lecture("01_vanilla_gradient_saliency")
+    args = utils.make_parser(None).parse_args(["--model", "efficientnet_lite0", "--out-dir", str(tmp_path)])
+    demo = utils.setup_demo(args, n_images=2)
+    grads = module.vanilla_gradient(demo.model, demo.x, None, absolute=False)
+    classes = utils.resolve_target(demo.model(demo.x), None)
+    predicted, actual = module.taylor_check(demo.model, demo.x, grads, classes)
+    assert torch.all((actual - predicted).abs() < 0.1 * predicted)
 
 
 def test_main_offline_says_so_and_runs_on_digits(tmp_path, capsys, monkeypatch):

@@ -5,6 +5,7 @@ import pytest
 import torch
 from captum.attr import InputXGradient
 
+import utils
 from conftest import lecture, random_resnet18
 from helpers import (assert_close, assert_no_side_effects, assert_target_errors,
                      assert_target_forms, linear_model, tiny_cnn)
@@ -72,4 +73,23 @@ def test_main_quick_imagenet(cached_resnet18, tmp_path):
 def test_main_quick_mnist(tmp_path, capsys):
     gxi.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     assert (tmp_path / "02_gradient_x_input_mnist.png").stat().st_size > 10_000
-    assert "of the pixels are black" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "of the pixels are black" in out and "0.0% of |x * dS/dx|" in out
+
+
+def test_share_on_counts_a_pixel_once_over_its_channels():
+    grads = torch.tensor([[[[1.0, 3.0]], [[-1.0, 0.0]]]], dtype=torch.float64)  # pixel amounts 2 and 3
+    x = torch.tensor([[[[0.0, 1.0]], [[0.0, 2.0]]]], dtype=torch.float64)  # (1, 2, 1, 2): pixel 0 is black
+    fraction, grad_share, attribution_share = gxi.share_on(x.abs().amax(1) == 0, grads, x * grads)
+    assert fraction.tolist() == [0.5] and grad_share.tolist() == [0.4] and attribution_share.tolist() == [0.0]
+
+
+@pytest.mark.skipif(not utils.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
+def test_on_a_real_network_multiplying_by_x_enlarges_the_dark_pixels_share(tmp_path, capsys):
+    """What the script prints on the photo track, as a test: in normalised inputs black is far from 0."""
+    args = utils.make_parser(None).parse_args(["--model", "efficientnet_lite0", "--out-dir", str(tmp_path)])
+    demo = utils.setup_demo(args, n_images=2)  # the cat and the espresso: both have dark pixels
+    grads = lecture("01_vanilla_gradient_saliency").vanilla_gradient(demo.model, demo.x, absolute=False)
+    dark = (torch.as_tensor(demo.display()) < gxi.DARK).all(dim=-1)
+    fraction, grad_share, attribution_share = gxi.share_on(dark, grads, gxi.gradient_x_input(demo.model, demo.x))
+    assert torch.all(fraction > 0.01) and torch.all(attribution_share > 1.3 * grad_share)

@@ -16,7 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
+import utils
 from conftest import ROOT, lecture
+from helpers import png_header_only
 
 SCRIPTS = sorted(p.stem for p in ROOT.glob("0[1-9]_*.py"))
 
@@ -26,7 +28,7 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*"))}
 
 
-def make_case(case: str, tmp: Path, checkpoint: Path) -> list[str]:
+def make_case(case: str, tmp: Path, checkpoint: Path, monkeypatch) -> list[str]:
     """The command-line flags of one mistake, with the files it needs made inside `tmp`."""
     if case == "missing image":
         return ["--image", str(tmp / "no_such_photo.jpg")]
@@ -50,9 +52,24 @@ def make_case(case: str, tmp: Path, checkpoint: Path) -> list[str]:
         return ["--model", "mnist", "--target", "cat"]
     if case == "device that is not there":
         return ["--device", "cuda"]
+    if case == "image over the decompression-bomb limit":
+        (tmp / "huge.png").write_bytes(png_header_only(20_000, 20_000))  # 400 M pixels in 80 bytes
+        return ["--image", str(tmp / "huge.png")]
     if case == "out-dir is a file":
         (tmp / "my_notes.txt").write_text("the user's own file")
         return ["--out-dir", str(tmp / "my_notes.txt")]
+    if case == "out-dir below a file":
+        (tmp / "my_notes.txt").write_text("the user's own file")
+        return ["--out-dir", str(tmp / "my_notes.txt" / "figures")]
+    if case == "out-dir that cannot be made":
+        return ["--out-dir", "/proc/no_such_process/figures"]
+    if case == "out-dir that is read-only":
+        # Root (as in CI) writes through permission bits, so the failing write is simulated.
+        def refuse(*args, dir=None, **kwargs):
+            raise PermissionError(13, "Permission denied", str(dir))
+
+        monkeypatch.setattr(utils.tempfile, "mkstemp", refuse)
+        return ["--out-dir", str(tmp / "read_only")]
     if case == "missing weights file":
         return ["--model", "resnet18", "--weights", str(tmp / "missing.pth")]
     if case == "corrupt weights file":
@@ -64,18 +81,20 @@ def make_case(case: str, tmp: Path, checkpoint: Path) -> list[str]:
 
 
 CASES = ["missing image", "folder without images", "file that is not an image", "truncated image",
-         "ImageNet class out of range", "digit class out of range", "class that is not a number",
-         "device that is not there", "out-dir is a file", "missing weights file", "corrupt weights file",
-         "weights of another architecture"]
+         "image over the decompression-bomb limit", "ImageNet class out of range", "digit class out of range",
+         "class that is not a number", "device that is not there", "out-dir is a file", "out-dir below a file",
+         "out-dir that cannot be made", "out-dir that is read-only", "missing weights file",
+         "corrupt weights file", "weights of another architecture"]
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_one_line_and_exit_status_2(script, case, tmp_path, resnet18_checkpoint, capsys):
+def test_one_line_and_exit_status_2(script, case, tmp_path, resnet18_checkpoint, capsys, monkeypatch):
     if case == "device that is not there" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    flags = make_case(case, tmp_path, resnet18_checkpoint)
-    out_dir = [] if case == "out-dir is a file" else ["--out-dir", str(tmp_path / "figures")]
+    flags = make_case(case, tmp_path, resnet18_checkpoint, monkeypatch)
+    # Two missing folders: a run that fails must not leave the ones it checked behind.
+    out_dir = [] if "--out-dir" in flags else ["--out-dir", str(tmp_path / "new" / "figures")]
     before = snapshot(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
         lecture(script).main(["--quick", *flags, *out_dir])
@@ -94,3 +113,30 @@ def test_a_real_command_line_from_another_folder(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def odd_but_valid_images(folder: Path) -> Path:
+    """Images a user may well have: tiny, very wide, CMYK, 16-bit, palette, transparent, EXIF-rotated."""
+    folder.mkdir()
+    rgb = Image.fromarray((np.random.default_rng(2).random((40, 60, 3)) * 255).astype(np.uint8))
+    Image.new("RGB", (1, 1), "red").save(folder / "tiny.png")
+    rgb.resize((600, 9)).save(folder / "wide.png")
+    rgb.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)).save(folder / "deep.png")
+    rgb.convert("P").save(folder / "palette.gif")
+    rgb.convert("RGBA").save(folder / "clear.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    rgb.save(folder / "rotated.jpg", exif=exif)
+    return folder
+
+
+@pytest.mark.parametrize("model", ["resnet18", "mnist"])
+def test_odd_but_valid_images_run_end_to_end(model, cached_resnet18, tmp_path, capsys):
+    folder = odd_but_valid_images(tmp_path / "photos")
+    lecture("01_vanilla_gradient_saliency").main(["--quick", "--model", model, "--image", str(folder),
+                                                  "--out-dir", str(tmp_path / "out")])
+    track = "mnist" if model == "mnist" else "imagenet"
+    assert (tmp_path / "out" / f"01_vanilla_gradient_{track}.png").stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("tiny", "wide", "cmyk", "deep", "palette", "clear", "rotated"))

@@ -11,6 +11,7 @@ from torch import nn
 
 import utils
 from conftest import random_resnet18
+from helpers import png_header_only
 
 # --- images -------------------------------------------------------------------------------
 
@@ -72,6 +73,29 @@ def test_bad_images_raise_one_line_input_errors(tmp_path, case):
     with pytest.raises(utils.InputError) as error:
         utils.load_images([path])
     assert "\n" not in str(error.value) and str(path.name) in str(error.value)
+
+
+@pytest.mark.parametrize("side", [30_000, 10_000])  # 900 M pixels: PIL's error; 100 M: its warning
+def test_an_image_over_the_decompression_bomb_limit_is_one_line_not_decoded(tmp_path, side):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header_only(side, side))
+    with pytest.raises(utils.InputError, match="decompression") as error:
+        utils.open_image(path)
+    assert "\n" not in str(error.value) and "huge.png" in str(error.value)
+
+
+def test_the_bomb_limit_is_pils_own_not_raised_silently(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = _save(Image.new("RGB", (12, 12)), tmp_path / "small.png")  # 144 pixels: over a limit of 100
+    with pytest.raises(utils.InputError, match="100 pixels"):
+        utils.open_image(path)
+    assert Image.MAX_IMAGE_PIXELS == 100
+
+
+@pytest.mark.parametrize("size", [(1, 1), (600, 9), (9, 600)])
+def test_tiny_and_very_long_images_open(tmp_path, size):
+    opened = utils.open_image(_save(Image.new("RGB", size, "blue"), tmp_path / "odd.png"))
+    assert opened.size == size and opened.mode == "RGB"
 
 
 # --- targets and devices ----------------------------------------------------------------------
@@ -269,16 +293,95 @@ def test_reduce_and_scale_for_display():
     assert np.allclose(utils.scale_for_display(np.zeros((1, 4))), 0)
 
 
-def test_save_figure_creates_the_folder_and_refuses_a_file(tmp_path):
+def _drawn_colour(fig, ax) -> np.ndarray:
+    """The RGB (0 to 1) that the renderer put at the centre of `ax`."""
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    box = ax.get_window_extent()
+    x, y = int((box.x0 + box.x1) / 2), int(pixels.shape[0] - (box.y0 + box.y1) / 2)
+    return pixels[y, x]
+
+
+@pytest.mark.parametrize("signed, value", [(False, 0.0), (False, 0.3), (False, 1.0), (True, -0.7), (True, 0.4)])
+@pytest.mark.parametrize("over_a_picture", [False, True])
+def test_the_colour_bar_shows_the_colour_that_is_drawn(signed, value, over_a_picture):
+    """A constant map over a mid-grey picture: the drawn colour is the bar's colour for that value."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = utils.figure_grid(1, 1)
+    picture = np.full((8, 8, 3), 0.5) if over_a_picture else None
+    bar = utils.show_heatmap(axes[0, 0], np.full((8, 8), value), "t", signed=signed, image=picture)
+    drawn = _drawn_colour(fig, axes[0, 0])
+    promised = np.asarray(bar.cmap(bar.norm(value)))[:3]
+    plt.close(fig)
+    assert np.abs(drawn - promised).max() < 2.5 / 255
+
+
+def test_one_colour_map_for_magnitudes_alone_or_over_a_picture_and_every_bar_labelled():
+    import matplotlib.pyplot as plt
+
+    fig, axes = utils.figure_grid(1, 3)
+    alone = utils.show_heatmap(axes[0, 0], np.random.rand(4, 4), label="strength")
+    over = utils.show_heatmap(axes[0, 1], np.random.rand(4, 4), image=np.random.rand(4, 4), label="strength")
+    signed = utils.show_heatmap(axes[0, 2], np.random.rand(4, 4) - 0.5, signed=True)
+    # At full strength the overlay is the same colour at opacity alpha = 0.8, over mid-grey.
+    expected = 0.8 * np.asarray(alone.cmap(1.0))[:3] + 0.2 * 0.5
+    assert np.allclose(np.asarray(over.cmap(1.0))[:3], expected)
+    assert "red" in signed.ax.get_ylabel() and "blue" in signed.ax.get_ylabel()
+    assert alone.ax.get_ylabel() == over.ax.get_ylabel() == "strength"
+    plt.close(fig)
+
+
+def test_an_outline_draws_a_digits_edge_without_moving_the_frame():
+    import matplotlib.pyplot as plt
+
+    fig, axes = utils.figure_grid(1, 1)
+    digit = np.zeros((28, 28))
+    digit[8:20, 12:16] = 1.0
+    utils.show_heatmap(axes[0, 0], np.random.rand(28, 28), outline=digit, label="x")
+    assert axes[0, 0].collections and axes[0, 0].get_xlim() == (-0.5, 27.5)
+    plt.close(fig)
+
+
+def test_save_figure_creates_the_folder(tmp_path):
     fig, axes = utils.figure_grid(1, 2, title="t")
     utils.show_heatmap(axes[0, 0], np.random.rand(4, 4), "h", image=np.random.rand(4, 4, 3))
     path = utils.save_figure(fig, tmp_path / "new" / "folder", "x.png")
     assert path.is_file() and path.stat().st_size > 1000
-    blocker = tmp_path / "file"
+
+
+def _everything(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_check_out_dir_tries_to_write_and_leaves_nothing_behind(tmp_path):
+    (tmp_path / "mine.txt").write_text("the user's")
+    assert utils.check_out_dir(tmp_path / "a" / "b" / "c") == tmp_path / "a" / "b" / "c"
+    assert utils.check_out_dir(tmp_path) == tmp_path
+    assert _everything(tmp_path) == ["mine.txt"] and (tmp_path / "mine.txt").read_text() == "the user's"
+
+
+@pytest.mark.parametrize("case", ["a file", "below a file", "under /proc"])
+def test_check_out_dir_refuses_what_cannot_be_a_folder(tmp_path, case):
+    blocker = tmp_path / "notes.txt"
     blocker.write_text("mine")
-    with pytest.raises(utils.InputError, match="existing file"):
-        utils.check_out_dir(blocker / "sub")
-    assert blocker.read_text() == "mine"
+    out_dir = {"a file": blocker, "below a file": blocker / "figures",
+               "under /proc": utils.Path("/proc/no_such_process/figures")}[case]
+    with pytest.raises(utils.InputError, match="--out-dir") as error:
+        utils.check_out_dir(out_dir)
+    assert "\n" not in str(error.value)
+    assert _everything(tmp_path) == ["notes.txt"] and blocker.read_text() == "mine"
+
+
+def test_check_out_dir_refuses_a_read_only_folder_even_as_root(tmp_path, monkeypatch):
+    """Root ignores permission bits, so the check must try to write: a failing write is simulated."""
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(dir))
+
+    monkeypatch.setattr(utils.tempfile, "mkstemp", refuse)
+    with pytest.raises(utils.InputError, match="Permission denied"):
+        utils.check_out_dir(tmp_path / "new" / "figures")
+    assert _everything(tmp_path) == []  # the folders it made to try are gone again
 
 
 def _write_idx(path, array: np.ndarray) -> None:
