@@ -10,12 +10,18 @@ cares about the class but is blurry. Multiply them: sharp detail, only where the
 Both factors are raw values, so the product is too: normalise it for display only,
 after the method, and never inside it (see the sanity check below).
 
+What it does not fix: the detail comes from guided backpropagation, whose maps barely
+change when the network's weights are randomised (Adebayo et al., "Sanity Checks for
+Saliency Maps", NeurIPS 2018). Guided Grad-CAM inherits that failure: only its coarse
+Grad-CAM factor depends on what the network learned. Lecture 8 measures it.
+
 Paper: R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra,
 "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
 Localization", ICCV 2017, section 3.1, https://arxiv.org/abs/1610.02391
 
 Run:          python 07_guided_gradcam.py                     (ResNet-50, the cat-and-coffee composite)
 In seconds:   python 07_guided_gradcam.py --quick              (ResNet-18)
+Offline:      python 07_guided_gradcam.py --quick --model efficientnet_lite0
 Another layer: python 07_guided_gradcam.py --layer layer3
 Digits:       python 07_guided_gradcam.py --model mnist
 Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
@@ -29,9 +35,8 @@ from torch import nn
 
 import utils
 
-gradcam = utils.load_lecture("05_gradcam")
-guided = utils.load_lecture("06_guided_backpropagation")
-grad_cam, guided_backprop = gradcam.grad_cam, guided.guided_backprop
+grad_cam = utils.load_lecture("05_gradcam").grad_cam
+guided_backprop = utils.load_lecture("06_guided_backpropagation").guided_backprop
 
 QUICK_DIGITS = 1  # --quick explains one digit ...
 DIGITS = 3  # ... the full run three; the ImageNet track explains the composite
@@ -49,10 +54,13 @@ def guided_grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=N
     Returns raw values shaped like `inputs` (N, C, H, W), detached, same device and dtype.
     """
     utils.find_layer(model, layer)  # a bad layer fails before any work
-    # Resolve the class once, so both factors explain the same class even if the model
-    # is in training mode and dropout would change the prediction between passes.
-    with torch.no_grad():
-        classes = utils.resolve_target(model(inputs.detach()), target)  # (N,)
+    # Resolve the prediction once, so both factors explain the same class even if the model
+    # is in training mode and dropout would change it between passes. A given target needs
+    # no extra forward pass (it would cost a quarter of the time): each factor checks it.
+    classes = target
+    if target is None:
+        with torch.no_grad():
+            classes = model(inputs.detach()).argmax(dim=1)  # (N,)
     GB = guided_backprop(model, inputs, classes)  # (N, C, H, W): sharp, hardly class-specific
     L = grad_cam(model, inputs, classes, layer, relu=True, upsample=True)  # (N, 1, H, W): coarse, specific
     return (GB * L).detach()  # (N, C, H, W): L broadcast over the channels
@@ -67,16 +75,17 @@ def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torc
     image = demo.display()[index]
     magnitude = utils.scale_for_display(utils.reduce_channels(GGC, "max_abs"))  # (2, H, W)
     fig, axes = utils.figure_grid(len(classes), 5, title=f"Guided Grad-CAM = guided backprop x Grad-CAM, "
-                                  f"{demo.model_name}, layer {layer_name}")
-    cam = utils.scale_for_display(L[:, 0].cpu().numpy(), percentile=100.0)  # each map / its max
+                                  f"{demo.network}, layer {layer_name}")
+    cam = utils.cam_for_display(L)  # (2, H, W), each map / its max
     for row, c in enumerate(classes):
         name = demo.class_name(c)
         zero = "" if L[row].any() else "\n(all zero: no positive evidence)"
         utils.show_image(axes[row, 0], image, f"{demo.names[index]}, explaining\n'{name}'")
-        guided.show_map(axes[row, 1], GB[row: row + 1], f"guided backprop, '{name}'")
+        utils.show_signed_map(axes[row, 1], GB[row: row + 1], f"guided backprop, '{name}'")
         utils.show_heatmap(axes[row, 2], cam[row], f"Grad-CAM, '{name}'{zero}", image=image, label="/ max")
-        guided.show_map(axes[row, 3], GGC[row: row + 1], f"Guided Grad-CAM, '{name}'{zero}")
-        utils.show_heatmap(axes[row, 4], magnitude[row], "|Guided Grad-CAM|", label="max over channels")
+        utils.show_signed_map(axes[row, 3], GGC[row: row + 1], f"Guided Grad-CAM, '{name}'{zero}")
+        utils.show_heatmap(axes[row, 4], magnitude[row], "|Guided Grad-CAM|",
+                           label="max over channels / 99th pct")
     return fig
 
 
@@ -86,11 +95,11 @@ def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torc
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     parser = utils.make_parser(__doc__)
-    gradcam.add_layer_flag(parser)
+    utils.add_layer_flag(parser)
     args = parser.parse_args(argv)
-    gradcam.check_cam_layer(args)  # a ViT, a network without convolutions or a bad --layer: stop now
+    utils.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
     demo = utils.setup_demo(args, n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
-    layer = gradcam.demo_layer(args, demo)
+    layer = utils.demo_layer(args, demo)
     layer_name = layer or "last conv"
     target = utils.demo_target(args, demo)
     with torch.no_grad():
@@ -99,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Practice 1, which layer: the deepest map with a spatial extent. Grad-CAM is only as
     # sharp as that map; guided backprop supplies the detail.
     small = grad_cam(demo.model, demo.x[:1], None, layer, upsample=False)  # (1, 1, h, w)
-    print(f"\nGrad-CAM reads {demo.model_name} at {layer_name}: a {small.shape[-2]}x{small.shape[-1]} map. "
+    print(f"\nGrad-CAM reads {demo.network} at {layer_name}: a {small.shape[-2]}x{small.shape[-1]} map. "
           "Deeper layers are more class-specific but coarser; see lecture 5's layer figure.")
 
     for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
@@ -110,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         GB = guided_backprop(demo.model, x, classes)  # (2, C, H, W)
         L = grad_cam(demo.model, x, classes, layer)  # (2, 1, H, W)
         GGC = guided_grad_cam(demo.model, x, classes, layer)  # (2, C, H, W)
-        gb_cos, _ = guided.similarity(GB[0].abs().amax(0), GB[1].abs().amax(0))
-        ggc_cos, _ = guided.similarity(GGC[0].abs().amax(0), GGC[1].abs().amax(0))
+        gb_cos, _ = utils.map_similarity(GB[0].abs().amax(0), GB[1].abs().amax(0))
+        ggc_cos, _ = utils.map_similarity(GGC[0].abs().amax(0), GGC[1].abs().amax(0))
         names = [demo.class_name(c) for c in classes]
         print(f"\n{demo.names[i]}: guided_grad_cam is guided_backprop * grad_cam, largest difference "
               f"{float((GGC - GB * L).abs().max()):.1e}")
