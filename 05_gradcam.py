@@ -11,7 +11,11 @@ feature maps by how much the class score wants it, and add them up.
 
 The ReLU keeps the evidence *for* c: positions that lower S_c belong to other
 classes. The map is as coarse as the layer (7 x 7 at a ResNet's layer4), which
-is the price of the class discrimination the pixel gradients lacked.
+is the price of the class discrimination the pixel gradients lacked. When the layer
+feeds global average pooling and one Linear (ResNets, EfficientNet), alpha_k = w_ck / (h w)
+and Grad-CAM is CAM (Zhou et al., CVPR 2016, https://arxiv.org/abs/1512.04150) divided by h w.
+A Vision Transformer's patch tokens keep their positions too; lecture 9 reshapes them to
+their grid for Grad-CAM. This lecture reads convolutional maps only.
 
 Paper: R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra,
 "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
@@ -19,6 +23,7 @@ Localization", ICCV 2017, https://arxiv.org/abs/1610.02391
 
 Run:          python 05_gradcam.py                    (ResNet-50, then VGG-16 and the digit CNN)
 In seconds:   python 05_gradcam.py --quick             (ResNet-18, no VGG-16)
+Offline:      python 05_gradcam.py --quick --model efficientnet_lite0
 Another layer: python 05_gradcam.py --layer layer3     (any module name; default: layer4 for ResNets)
 Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,17 +43,18 @@ QUICK_PHOTOS = 2  # --quick explains the composite and the cat photo ...
 QUICK_DIGITS = 4  # ... or this many digits
 DIGITS = 6
 PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
-# The demo reads a layer's output after its ReLU, which is what the rest of the network
-# sees: a conv's raw output has negative values that the ReLU zeroes, yet they would
-# still add alpha_k * A_k to the map. For a ResNet that is a block's output (after the
-# residual addition), not the last Conv2d inside it; for VGG-16 relu5_3, as in the
-# paper's code. The method's own default (None) stays API.md's: the last nn.Conv2d.
-DEMO_LAYER = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "mnist": "features.9"}
-# Four depths per network for the layer figure, shallow to deep, each after a ReLU.
+# The layer each demo reads, an output after its activation (why: see utils.CAM_LAYERS,
+# which lecture 7 shares). Edit the table there. The method's own default (None) stays
+# API.md's: the last nn.Conv2d.
+DEMO_LAYER = utils.CAM_LAYERS
+# Four depths per network for the layer figure, shallow to deep, each what the next layer
+# reads: after a ReLU, or for EfficientNet-Lite0 a block's output (its MBConv blocks end
+# without an activation, and their inner ReLU6 maps leave Grad-CAM almost nothing positive).
 STAGES = {
     "resnet18": ["layer1", "layer2", "layer3", "layer4"],
     "resnet50": ["layer1", "layer2", "layer3", "layer4"],
     "vgg16": ["features.8", "features.15", "features.22", "features.29"],
+    "efficientnet_lite0": ["_blocks.2", "_blocks.4", "_blocks.10", "_swish"],
     "mnist": ["features.1", "features.3", "features.6", "features.9"],
 }
 
@@ -87,58 +94,28 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=None,
     return cam.detach().to(inputs.dtype)
 
 
-# %% Checking the --layer flag before anything is loaded -------------------------------
+# %% Grad-CAM and CAM ------------------------------------------------------------------
 
 
-def requested_model(args) -> str:
-    """The network the flags ask for (setup_demo's rule), before any weights are loaded."""
-    return args.model or ("resnet18" if args.quick else args.default_model)
+def class_activation_map(model: nn.Module, inputs: torch.Tensor, classes: list[int], layer) -> torch.Tensor | None:
+    """CAM of Zhou et al. (2016), sum_k w_ck A_k, taking w from the model's last nn.Linear.
 
-
-def check_cam_layer(args) -> None:
-    """Fail in one line, before any download, if Grad-CAM cannot read the requested layer.
-
-    Only the architecture is built, on PyTorch's "meta" device: no memory, no weights.
+    It means something only when `layer` feeds global average pooling and then that Linear;
+    the caller checks. None when the Linear's width is not the layer's channel count.
     """
-    name = requested_model(args)
-    if name == "mnist":
-        architecture = utils.MnistCNN()
-    else:
-        with torch.device("meta"):
-            architecture = utils.IMAGENET_MODELS[name][0](weights=None)
-    if any(isinstance(m, nn.MultiheadAttention) for m in architecture.modules()):
-        raise utils.InputError(f"--model {name}: Grad-CAM does not apply to a Vision Transformer (attention "
-                               "mixes every patch, so no layer keeps a map of where the evidence is); "
-                               "see attention rollout in 09_advanced_techniques.py")
-    try:
-        utils.find_layer(architecture, args.layer if args.layer is not None else DEMO_LAYER.get(name))
-    except utils.InputError as error:
-        flags = f"--model {name}" + (f" --layer {args.layer}" if args.layer else "")
-        raise utils.InputError(f"{flags}: {error}") from None
-
-
-def demo_layer(args, demo: utils.Demo) -> str | None:
-    """--layer, or the demo's usual layer for this network (None: the last conv)."""
-    if args.layer is not None and demo.model_name != requested_model(args):
-        print(f"note: --layer {args.layer} was for {requested_model(args)}; "
-              f"{demo.model_name} uses its own default layer")
-        return DEMO_LAYER.get(demo.model_name)
-    return args.layer if args.layer is not None else DEMO_LAYER.get(demo.model_name)
-
-
-def add_layer_flag(parser) -> None:
-    parser.add_argument("--layer", default=None,
-                        help="the layer to explain, a dotted module name such as layer3 or features.28 "
-                             "(default: layer4 for ResNets, features.29 for VGG-16, features.9 for the "
-                             "digit CNN: outputs after a ReLU)")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        return None
+    with torch.no_grad(), utils.capture_activation(utils.find_layer(model, layer)) as captured:
+        model(inputs)
+        w = linears[-1].weight[classes]  # (N, K_maps): the class's weight on each pooled map
+    A = captured.activation  # (N, K_maps, h, w)
+    if A is None or A.dim() != 4 or w.shape[1] != A.shape[1]:
+        return None
+    return (w[:, :, None, None] * A).sum(dim=1, keepdim=True)  # (N, 1, h, w)
 
 
 # %% Figures --------------------------------------------------------------------------
-
-
-def for_display(cam: torch.Tensor) -> torch.Tensor:
-    """Each map divided by its own maximum, for the colour scale only (the method stays raw)."""
-    return utils.scale_for_display(cam[:, 0].cpu().numpy(), percentile=100.0)
 
 
 def mass_left(cam: torch.Tensor) -> list[float]:
@@ -153,13 +130,14 @@ def plot_layers(demo: utils.Demo, index: int, layers: list[str], small: list[tor
     """Top: the map at each layer's own resolution. Bottom: upsampled over the image."""
     image = demo.display()[index]
     fig, axes = utils.figure_grid(2, len(layers) + 1, title=f"Grad-CAM for '{explained}' at four depths "
-                                  f"of {demo.model_name}: finer maps, weaker class evidence")
+                                  f"of {demo.network}: finer maps, weaker class evidence")
     utils.show_image(axes[0, 0], image, demo.names[index])
     axes[1, 0].axis("off")
     for col, (name, s, l) in enumerate(zip(layers, small, large), start=1):
         h, w = s.shape[-2:]
-        utils.show_heatmap(axes[0, col], for_display(s)[0], f"{name}: {h}x{w} map", label="/ max")
-        utils.show_heatmap(axes[1, col], for_display(l)[0], f"{name}, upsampled", image=image)
+        utils.show_heatmap(axes[0, col], utils.cam_for_display(s)[0], f"{name}: {h}x{w} map", label="/ max")
+        utils.show_heatmap(axes[1, col], utils.cam_for_display(l)[0], f"{name}, upsampled", image=image,
+                           label="/ max")
     return fig
 
 
@@ -172,7 +150,7 @@ def plot_classes(rows, title: str):
         for col, (label, cam, under) in enumerate(panels, start=1):
             if not cam.any():  # no position raises S_c: the ReLU leaves nothing
                 label += "\n(all zero: no positive evidence)"
-            utils.show_heatmap(axes[row, col], for_display(cam)[0], label, image=under, label="/ max")
+            utils.show_heatmap(axes[row, col], utils.cam_for_display(cam)[0], label, image=under, label="/ max")
         for col in range(1 + len(panels), cols):
             axes[row, col].axis("off")
     return fig
@@ -203,24 +181,24 @@ def other_networks(args, demo: utils.Demo) -> list[tuple[str, nn.Module, torch.T
         print(f"Digit CNN panel skipped: {error}")
     else:
         digits_model, digits = digits_model.to(demo.device), digits.to(demo.device)
-        rows.append(("mnist", digits_model, digits, labels, DEMO_LAYER["mnist"]))
+        rows.append(("digit CNN", digits_model, digits, labels, DEMO_LAYER["mnist"]))
     return rows
 
 
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     parser = utils.make_parser(__doc__)
-    add_layer_flag(parser)
+    utils.add_layer_flag(parser)
     args = parser.parse_args(argv)
-    check_cam_layer(args)  # a ViT, a network without convolutions or a bad --layer: stop now
+    utils.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
     demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
-    layer = demo_layer(args, demo)
+    layer = utils.demo_layer(args, demo)
     target = utils.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
     predictions = utils.top_k(logits, demo.categories, k=3)
-    print(f"\nTop-3 predictions of {demo.model_name}:")
+    print(f"\nTop-3 predictions of {demo.network}:")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
 
@@ -231,6 +209,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     H, W = demo.x.shape[-2:]
     print(f"  feature map {h}x{w} before upsampling to {H}x{W}: one cell covers about "
           f"{H / h:.0f}x{W / w:.0f} input pixels")
+
+    # Grad-CAM and CAM: with global average pooling then one Linear after the layer,
+    # dS_c/dA_k[i, j] = w_ck / (h w) everywhere, so alpha_k = w_ck / (h w).
+    predicted = logits.argmax(1).tolist()
+    cam = class_activation_map(demo.model, demo.x, predicted, layer)
+    signed = grad_cam(demo.model, demo.x, predicted, layer, relu=False, upsample=False)  # (N, 1, h, w)
+    gap = None if cam is None else float((signed * h * w - cam).abs().max() / cam.abs().max())
+    if gap is not None and gap < 1e-4:
+        print(f"  Grad-CAM times h w = {h * w} equals CAM (Zhou et al., 2016), sum_k w_ck A_k, to {gap:.0e} "
+              "of its peak: the layer feeds global average pooling and one Linear")
+    else:
+        print("  Here Grad-CAM is not CAM: the layer does not feed global average pooling and one Linear "
+              "directly, so CAM's weights w_ck do not exist; Grad-CAM's alpha_k still do")
 
     # 1. Which layer: shallow layers see finer detail but carry less class evidence.
     photo = min(1, len(demo.names) - 1) if demo.track == "imagenet" else 0
@@ -260,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 left = mass_left(cam)[0]
                 share = f"{left:.0%} left, {1 - left:.0%} right" if cam.any() else "zero everywhere"
                 print(f"  {demo.class_name(c):>16}: {share}")
-    title = f"Grad-CAM, {demo.model_name}, layer {layer or 'last conv'}: one image, two classes"
+    title = f"Grad-CAM, {demo.network}, layer {layer or 'last conv'}: one image, two classes"
     utils.save_figure(plot_classes(rows, title), args.out_dir, f"05_gradcam_classes_{demo.track}.png")
 
     # 3. The top three classes of one image.
@@ -270,21 +261,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     panels = [(f"#{r + 1} '{demo.class_name(c)}' ({probs[c]:.0%})", cam, images[0])
               for r, (c, cam) in enumerate(zip(top3, cams))]
     utils.save_figure(plot_classes([(demo.names[0], images[0], panels)],
-                                   f"Grad-CAM for the top-3 classes, {demo.model_name}"),
+                                   f"Grad-CAM for the top-3 classes, {demo.network}"),
                       args.out_dir, f"05_gradcam_top3_{demo.track}.png")
 
     # 4. The same function on other networks: nothing in grad_cam is specific to a ResNet.
     if demo.track == "imagenet":
         name, image, panels = rows[0]  # the demo network's row of the class figure
-        rows = [(demo.model_name, image, [(f"{label}, {layer or 'last conv'}", cam, under)
-                                          for label, cam, under in panels])]
+        rows = [(demo.network, image, [(f"{label}, {layer or 'last conv'}", cam, under)
+                                       for label, cam, under in panels])]
         for name, model, x, classes, net_layer in other_networks(args, demo):
             cams = grad_cam(model, x, classes, net_layer)  # (2 or 3, 1, H, W), one class per example
-            if name == "mnist":
+            if name == "digit CNN":
                 digits = utils.denormalize(x, (0.0,), (1.0,))  # (n, 28, 28, 1)
                 panels = [(f"digit {c}, {net_layer}", cams[j: j + 1], digits[j])
                           for j, c in enumerate(classes)]
-                rows.append(("digit CNN", digits[0], panels))
+                side_by_side = np.concatenate(list(digits), axis=1)  # (28, 28 n, 1): every digit explained
+                rows.append((f"digit CNN: {', '.join(map(str, classes))}", side_by_side, panels))
             else:
                 panels = [(f"'{demo.class_name(c)}', {net_layer or 'last conv'}", cams[j: j + 1], images[0])
                           for j, c in enumerate(classes)]

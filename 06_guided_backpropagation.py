@@ -8,17 +8,25 @@ the signals that excite the neuron and that push the score up.
               guided:    R_x   = max(R_y, 0) * [x > 0]     at every ReLU
     GB_c(x) = the input gradient dS_c/dx computed with the guided rule
 
+    ReLU6 = min(max(x, 0), 6), a ReLU then a clamp (MobileNet, EfficientNet-Lite):
+    guided:    R_x   = max(R_y, 0) * [0 < x < 6]           the clamp keeps its own backward
+
 The result is a sharp, photo-like picture of edges. It is sharp because it throws
 away the negative signals, and that is also why it barely depends on the class:
-Adebayo et al. (2018) showed it largely reconstructs the image.
+Nie, Zhang and Patel (2018) showed that guided backpropagation largely reconstructs
+the image, and Adebayo et al. (2018) that its maps barely change when the network's
+weights are randomised. Lecture 8 measures that.
 
 Paper: J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for
 Simplicity: The All Convolutional Net", ICLR workshop 2015, https://arxiv.org/abs/1412.6806
+Why it reconstructs the image: W. Nie, Y. Zhang, A. Patel, "A Theoretical Explanation for
+Perplexing Behaviors of Backpropagation-based Visualizations", ICML 2018, https://arxiv.org/abs/1805.07039
 Sanity checks: J. Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018,
 https://arxiv.org/abs/1810.03292
 
-Run:          python 06_guided_backpropagation.py            (ResNet-50, three photos)
+Run:          python 06_guided_backpropagation.py            (ResNet-50; the composite, the cat, the coffee)
 In seconds:   python 06_guided_backpropagation.py --quick     (ResNet-18, the composite only)
+Offline:      python 06_guided_backpropagation.py --quick --model efficientnet_lite0   (ReLU6 throughout)
 Digits:       python 06_guided_backpropagation.py --model mnist
 Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
 """
@@ -27,7 +35,6 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,42 +53,68 @@ PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
 
 
 class GuidedReLU(torch.autograd.Function):
-    """max(x, 0) forwards; backwards only positive gradients, and only where x > 0."""
+    """min(max(x, 0), top) forwards (top None: a ReLU; 6: a ReLU6); backwards only positive
+    gradients, and only where 0 < x < top."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, top: float | None = None, inplace: bool = False) -> torch.Tensor:
         if inplace:
-            y = x.clamp_(min=0)  # ResNet's nn.ReLU(inplace=True) overwrites its input
+            y = x.clamp_(0, top)  # ResNet's nn.ReLU(inplace=True) overwrites its input
             ctx.mark_dirty(x)  # tell autograd, so the graph stays correct
         else:
-            y = x.clamp(min=0)
-        ctx.save_for_backward(y)  # y > 0 exactly where x > 0, and y survives in-place calls
+            y = x.clamp(0, top)
+        ctx.save_for_backward(y)  # 0 < y < top exactly where 0 < x < top; y survives in-place calls
+        ctx.top = top
         return y
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):
         (y,) = ctx.saved_tensors
-        return grad_y.clamp(min=0) * (y > 0), None  # R_x = max(R_y, 0) * [x > 0]
+        passes = y > 0  # the ReLU: the guided rule
+        if ctx.top is not None:
+            # The clamp at `top` is a saturation, not a rectifier: it keeps its ordinary
+            # backward (hardtanh's), zero where x >= top. A saturated unit does not respond
+            # to its input, whatever the sign of the signal. Captum gives the same on the
+            # network with each ReLU6 written as nn.ReLU followed by a clamp.
+            passes = passes & (y < ctx.top)
+        return grad_y.clamp(min=0) * passes, None, None  # R_x = max(R_y, 0) * [0 < x < top]
 
 
 def _relu(input, inplace=False):  # torch.nn.functional.relu; nn.ReLU.forward calls it
-    return GuidedReLU.apply(input, inplace)
+    return GuidedReLU.apply(input, None, inplace)
 
 
 def _relu_out_of_place(input):  # torch.relu, Tensor.relu
-    return GuidedReLU.apply(input, False)
+    return GuidedReLU.apply(input, None, False)
 
 
 def _relu_in_place(input):  # torch.relu_, F.relu_, Tensor.relu_
-    return GuidedReLU.apply(input, True)
+    return GuidedReLU.apply(input, None, True)
+
+
+def _relu6(input, inplace=False):  # F.relu6
+    return GuidedReLU.apply(input, 6.0, inplace)
+
+
+_hardtanh = F.hardtanh
+
+
+def _hardtanh_guided_at_zero(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """F.hardtanh, which nn.ReLU6.forward calls with (0, 6): a ReLU then a clamp when min_val
+    is 0, so the ReLU part is guided; any other hardtanh is not a rectifier and stays as it is."""
+    if min_val == 0 and max_val > 0:
+        return GuidedReLU.apply(input, max_val, inplace)
+    return _hardtanh(input, min_val, max_val, inplace)
 
 
 # Every way PyTorch code usually calls a ReLU. Module hooks would only see nn.ReLU
-# modules (Captum's limitation); patching the functions sees F.relu in a forward too.
+# modules (Captum's limitation); patching the functions sees F.relu in a forward too,
+# and nn.ReLU6 (its forward calls F.hardtanh(x, 0, 6)).
 PATCHES = [
     (F, "relu", _relu), (F, "relu_", _relu_in_place),
     (torch, "relu", _relu_out_of_place), (torch, "relu_", _relu_in_place),
     (torch.Tensor, "relu", _relu_out_of_place), (torch.Tensor, "relu_", _relu_in_place),
+    (F, "relu6", _relu6), (F, "hardtanh", _hardtanh_guided_at_zero),
 ]
 _ABSENT = object()
 
@@ -90,9 +123,10 @@ _ABSENT = object()
 def guided_relu() -> Iterator[None]:
     """Inside this block every ReLU call is a GuidedReLU; the originals come back in `finally`.
 
-    Models keep their modules and flags: nn.ReLU.forward calls F.relu, which is patched.
-    Not seen: a `from torch.nn.functional import relu` made before the block, and other
-    activations (ReLU6, GELU). Not thread-safe: the patch is global while the block runs.
+    Models keep their modules and flags: nn.ReLU.forward calls F.relu, nn.ReLU6.forward
+    calls F.hardtanh, and both are patched. Not seen: a `from torch.nn.functional import
+    relu` made before the block, and activations that are not rectifiers (GELU, SiLU): they
+    keep their ordinary gradient. Not thread-safe: the patch is global while the block runs.
     """
     # Tensor.relu lives on a C base class; remember whether Tensor itself had the name.
     originals = [(owner, name, vars(owner).get(name, _ABSENT)) for owner, name, _ in PATCHES]
@@ -115,7 +149,8 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torc
     """Guided backpropagation of Springenberg et al. (2015): dS_c/dx with guided ReLUs.
 
     model    returns logits (N, K); its ReLUs may be nn.ReLU modules (in place or not,
-             used once or several times) or F.relu / torch.relu / Tensor.relu calls
+             used once or several times) or F.relu / torch.relu / Tensor.relu calls;
+             nn.ReLU6 modules and F.relu6 calls are guided at 0 and keep their clamp at 6
     target   None (the prediction), an int, or one class per example
     Returns the signed map, shaped like `inputs`, detached, same device and dtype.
     """
@@ -125,48 +160,23 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torc
         return vanilla_gradient(model, inputs, target, absolute=False)  # (N, C, H, W)
 
 
-# %% The sanity check that teaches it ---------------------------------------------------
-
-
-def similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    """(cosine, Spearman rank correlation) of two maps, flattened."""
-    a, b = a.flatten().double(), b.flatten().double()
-    cosine = float(F.cosine_similarity(a, b, dim=0))
-    ranks_a, ranks_b = a.argsort().argsort().double(), b.argsort().argsort().double()
-    spearman = float(torch.corrcoef(torch.stack([ranks_a, ranks_b]))[0, 1])
-    return cosine, spearman
-
-
 # %% Figures --------------------------------------------------------------------------
-
-
-def as_rgb(grads: torch.Tensor) -> np.ndarray:
-    """A signed (N, C, H, W) map as pictures (N, H, W, C): grey is 0, the 99th percentile of |g| is 0 or 1."""
-    signed = utils.scale_for_display(grads.detach().permute(0, 2, 3, 1).cpu().numpy(), signed=True)
-    return 0.5 + 0.5 * signed
-
-
-def show_map(ax, grads: torch.Tensor, title: str) -> None:
-    """One (1, C, H, W) map: RGB for photos, a signed colour map for grey digits."""
-    if grads.shape[1] == 3:
-        utils.show_image(ax, as_rgb(grads)[0], title)
-    else:
-        utils.show_heatmap(ax, utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)[0],
-                           title, signed=True, label="99th pct = 1")
 
 
 def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.Tensor, explained: list[str]):
     """Rows of image | vanilla |dS/dx| | guided backprop (magnitude) | guided backprop (signed)."""
     images = demo.display()
     fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient vs guided backpropagation, "
-                                  f"{demo.model_name}")
+                                  f"{demo.network}")
     vanilla_heat = utils.scale_for_display(utils.reduce_channels(vanilla, "max_abs"))
     guided_heat = utils.scale_for_display(utils.reduce_channels(guided, "max_abs"))
     for row, (image, name) in enumerate(zip(images, demo.names)):
         utils.show_image(axes[row, 0], image, f"{name}, explaining\n'{explained[row]}'")
-        utils.show_heatmap(axes[row, 1], vanilla_heat[row], "vanilla |dS/dx|", label="max over channels")
-        utils.show_heatmap(axes[row, 2], guided_heat[row], "guided backprop |R|", label="max over channels")
-        show_map(axes[row, 3], guided[row: row + 1], "guided backprop, signed\n(grey = 0)")
+        utils.show_heatmap(axes[row, 1], vanilla_heat[row], "vanilla |dS/dx|",
+                           label="max over channels / 99th pct")
+        utils.show_heatmap(axes[row, 2], guided_heat[row], "guided backprop |R|",
+                           label="max over channels / 99th pct")
+        utils.show_signed_map(axes[row, 3], guided[row: row + 1], "guided backprop, signed\n(white = 0)")
     return fig
 
 
@@ -174,7 +184,7 @@ def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: 
                      guided: torch.Tensor, scores: dict[str, tuple[float, float]]):
     """Two rows (vanilla, guided), one column per class: does the map change with the class?"""
     image = demo.display()[index]
-    fig, axes = utils.figure_grid(2, 3, title=f"One image, two classes, {demo.model_name}: "
+    fig, axes = utils.figure_grid(2, 3, title=f"One image, two classes, {demo.network}: "
                                   "guided backprop hardly changes")
     for row, (method, maps) in enumerate([("vanilla gradient", vanilla), ("guided backprop", guided)]):
         cosine, spearman = scores[method]
@@ -182,11 +192,18 @@ def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: 
         heat = utils.scale_for_display(utils.reduce_channels(maps, "max_abs"))
         for col, c in enumerate(classes, start=1):
             utils.show_heatmap(axes[row, col], heat[col - 1], f"{method} for\n'{demo.class_name(c)}'",
-                               label="max over channels")
+                               label="max over channels / 99th pct")
     return fig
 
 
 # %% The demo -------------------------------------------------------------------------
+
+
+def count_rectifiers(model: nn.Module) -> str:
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    relu6s = [m for m in model.modules() if isinstance(m, nn.ReLU6)]
+    counts = f"{len(relus)} nn.ReLU modules ({sum(m.inplace for m in relus)} in place)"
+    return counts + (f" and {len(relu6s)} nn.ReLU6 modules" if relu6s else "")
 
 
 @utils.command_line
@@ -199,9 +216,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         logits = demo.model(demo.x)  # (N, K)
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
-    relus = [m for m in demo.model.modules() if isinstance(m, nn.ReLU)]
-    print(f"\n{demo.model_name} has {len(relus)} nn.ReLU modules, {sum(m.inplace for m in relus)} of them "
-          "in place; each becomes a guided ReLU through F.relu, and so do F.relu calls in a forward.")
+    print(f"\n{demo.network} has {count_rectifiers(demo.model)}; inside guided_relu() each is "
+          "guided (through F.relu and F.hardtanh), and so are F.relu / F.relu6 calls in a forward.")
 
     vanilla = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
     guided = guided_backprop(demo.model, demo.x, target)  # (N, C, H, W)
@@ -220,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"on {demo.names[index]} (|map|, max over channels; 1 = identical):")
     for method, m in maps.items():
         magnitude = torch.from_numpy(utils.reduce_channels(m, "max_abs"))  # (2, H, W)
-        scores[method] = similarity(magnitude[0], magnitude[1])
+        scores[method] = utils.map_similarity(magnitude[0], magnitude[1])
         print(f"  {method:>16}: cosine {scores[method][0]:.3f}   Spearman {scores[method][1]:.3f}")
     print("  Near 1 for guided backprop means the two classes get nearly the same picture: it shows")
     print("  edges the network responds to, not which class they support. Lecture 7 fixes that.")

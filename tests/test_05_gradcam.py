@@ -248,6 +248,7 @@ def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
     for name in ["layers_imagenet", "classes_imagenet", "top3_imagenet", "networks"]:
         assert (tmp_path / f"05_gradcam_{name}.png").stat().st_size > 10_000
     assert "7x7 before upsampling to 224x224" in out and "VGG-16" not in out
+    assert "equals CAM" in out  # ResNet's layer4 feeds global average pooling and one Linear
 
 
 def test_main_quick_on_the_mnist_track(tmp_path, capsys):
@@ -264,7 +265,7 @@ def test_vgg16_without_weights_is_skipped_in_one_line(cached_resnet18, capsys):
     demo = utils.setup_demo(args, n_images=1, images=module.PHOTOS)
     rows = module.other_networks(args, demo)
     out = capsys.readouterr().out
-    assert [r[0] for r in rows] == ["mnist"]
+    assert [r[0] for r in rows] == ["digit CNN"]
     assert len([line for line in out.splitlines() if "VGG-16" in line]) == 1
 
 
@@ -295,5 +296,38 @@ def test_cli_a_model_without_convolutions(monkeypatch, tmp_path, capsys):
 def test_cli_a_vision_transformer_offline_without_weights(tmp_path, capsys):
     code, err = run_cli(["--model", "vit_b_16", "--out-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "Grad-CAM does not apply to a Vision Transformer" in err and "download" not in err
+    assert "Vision Transformer" in err and "patch grid" in err and "09_advanced_techniques.py" in err
+    assert "download" not in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--model", "mnist", "--layer", "classifier"], "not an (N, C, h, w) map"),  # the digit CNN's head
+    (["--model", "mnist", "--layer", "classifier.0"], "not an (N, C, h, w) map"),  # its Flatten
+    (["--model", "resnet18", "--layer", "fc"], "not an (N, C, h, w) map"),  # a Linear
+    (["--model", "resnet18", "--layer", "avgpool"], "1x1 map"),  # a map with one position: nothing to localise
+    (["--model", "resnet18", "--layer", ""], "no layer named"),
+])
+def test_cli_a_layer_without_a_spatial_map_is_one_line_before_any_loading(argv, words, monkeypatch, tmp_path,
+                                                                         capsys):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the layer must be checked before any model is loaded")
+
+    monkeypatch.setattr(utils, "load_imagenet_model", no_loading)
+    monkeypatch.setattr(utils, "load_mnist_cnn", no_loading)
+    code, err = run_cli([*argv, "--out-dir", str(tmp_path / "out")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
+    assert "conv" in err and not (tmp_path / "out").exists()
+
+
+def test_grad_cam_is_cam_divided_by_h_w_on_a_global_average_pooling_head():
+    """S_c = w_c . mean_ij A[:, i, j] + b_c, so dS_c/dA_k[i, j] = w_ck / (h w) = alpha_k (Zhou et al., 2016)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(6, 4)).eval()
+    x = torch.randn(2, 3, 5, 7)
+    signed = grad_cam(model, x, [1, 3], "1", relu=False, upsample=False)  # (2, 1, 5, 7)
+    A = F.relu(model[0](x))  # (2, 6, 5, 7)
+    cam = (model[4].weight[[1, 3]][:, :, None, None] * A).sum(1, keepdim=True)
+    torch.testing.assert_close(signed * 5 * 7, cam)
+    torch.testing.assert_close(lecture("05_gradcam").class_activation_map(model, x, [1, 3], "1"), cam)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from captum.attr import GuidedBackprop
 from torch import nn
 
+import utils
 from conftest import lecture, random_resnet18
 from helpers import Exploding, hooks_left, twins
 
@@ -14,7 +15,7 @@ module = lecture("06_guided_backpropagation")
 guided_backprop, guided_relu = module.guided_backprop, module.guided_relu
 
 PATCHED = [(F, "relu"), (F, "relu_"), (torch, "relu"), (torch, "relu_"), (torch.Tensor, "relu"),
-           (torch.Tensor, "relu_")]
+           (torch.Tensor, "relu_"), (F, "relu6"), (F, "hardtanh")]
 
 
 def relu_state() -> list[tuple[object, bool]]:
@@ -56,6 +57,67 @@ def test_without_relus_it_is_the_plain_gradient():
     x = torch.randn(2, 3, 8, 8)
     vanilla = lecture("01_vanilla_gradient_saliency").vanilla_gradient(model, x, [0, 2], absolute=False)
     torch.testing.assert_close(guided_backprop(model, x, [0, 2]), vanilla)
+
+
+def test_relu6_by_hand_guided_at_zero_and_saturated_at_six():
+    """S = w2 . ReLU6(W1 x): guided, dS/dx = W1^T (max(w2, 0) * [0 < W1 x < 6])."""
+    W1 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [-1.0, 0.0]])
+    w2 = torch.tensor([3.0, -2.0, 5.0, 1.0])
+    for relu6 in (nn.ReLU6(), nn.ReLU6(inplace=True)):
+        model = nn.Sequential(nn.Linear(2, 4, bias=False), relu6, nn.Linear(4, 1, bias=False))
+        with torch.no_grad():
+            model[0].weight.copy_(W1)
+            model[2].weight.copy_(w2[None])
+        x = torch.tensor([[2.0, 1.0]])  # W1 x = [2, 1, 6.0, -2]: unit 2 sits at the clamp, unit 3 below 0
+        z = W1 @ x[0]
+        passes = ((z > 0) & (z < 6)).float()  # units 0 and 1 only
+        expected = W1.T @ (w2.clamp(min=0) * passes)  # unit 1's negative weight is blocked too
+        torch.testing.assert_close(guided_backprop(model, x, 0)[0], expected)
+        torch.testing.assert_close(expected, torch.tensor([3.0, 0.0]))
+
+
+class ReLU6Everywhere(nn.Module):
+    """nn.ReLU6 (in place or not, one module used twice), F.relu6 and F.hardtanh(x, 0, 6)."""
+
+    def __init__(self, twin: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.layers = nn.ModuleList(nn.Linear(6, 6) for _ in range(4))
+        self.out = nn.Linear(6, 3)
+        self.twin = twin  # ReLU6 written as an nn.ReLU module and then a clamp, which Captum guides
+        self.act = nn.ReLU() if twin else nn.ReLU6(inplace=True)
+
+    def relu6(self, x):
+        return self.act(x).clamp(max=6) if self.twin else self.act(x)
+
+    def forward(self, x):
+        a, b, c, d = self.layers
+        x = self.relu6(3 * a(x))  # large pre-activations, so some units saturate at 6
+        x = self.relu6(3 * b(x))  # the same module again
+        x = self.act(3 * c(x)).clamp(max=6) if self.twin else F.relu6(3 * c(x))
+        x = self.act(3 * d(x)).clamp(max=6) if self.twin else F.hardtanh(3 * d(x), 0.0, 6.0)
+        return self.out(x)
+
+
+def test_relu6_in_every_form_equals_captum_on_the_relu_then_clamp_twin():
+    x = 2 * torch.randn(8, 6)
+    model, twin = ReLU6Everywhere().eval(), ReLU6Everywhere(twin=True).eval()
+    torch.testing.assert_close(model(x), twin(x))
+    with torch.no_grad():
+        pre = 3 * model.layers[0](x)
+    assert (pre > 6).any() and (pre < 0).any()  # both ends of the ReLU6 are exercised
+    ours = guided_backprop(model, x, [0, 1, 2, 0, 1, 2, 0, 1])
+    theirs = GuidedBackprop(twin).attribute(x, target=[0, 1, 2, 0, 1, 2, 0, 1])
+    torch.testing.assert_close(ours, theirs)
+    assert_nothing_left_patched()
+
+
+def test_a_hardtanh_that_is_not_a_relu6_keeps_its_ordinary_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Hardtanh(), nn.Linear(5, 2)).eval()  # clamps to [-1, 1]
+    x = torch.randn(3, 4)
+    vanilla = lecture("01_vanilla_gradient_saliency").vanilla_gradient(model, x, 1, absolute=False)
+    torch.testing.assert_close(guided_backprop(model, x, 1), vanilla)
 
 
 # --- trusted references ------------------------------------------------------------------------
@@ -199,9 +261,9 @@ def test_every_target_form_and_invalid_targets():
 
 def test_similarity_is_one_for_the_same_map_and_ranks_are_spearman():
     a = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert module.similarity(a, a) == pytest.approx((1.0, 1.0))
-    assert module.similarity(a, a.flip(0))[1] == pytest.approx(-1.0)
-    assert module.similarity(a, a ** 3)[1] == pytest.approx(1.0)  # monotone: same ranks
+    assert utils.map_similarity(a, a) == pytest.approx((1.0, 1.0))
+    assert utils.map_similarity(a, a.flip(0))[1] == pytest.approx(-1.0)
+    assert utils.map_similarity(a, a ** 3)[1] == pytest.approx(1.0)  # monotone: same ranks
 
 
 # --- end to end --------------------------------------------------------------------------------
