@@ -8,8 +8,9 @@ Intuition: a pixel matters to a class if nudging it would change the class score
 
 The gradient is the best linear approximation of the network around x:
 S_c(x + d) ~ S_c(x) + d . dS_c/dx for a small step d. The map answers "where would
-a tiny change matter?", not "what did the network use?": keep the difference in
-mind: the next three lectures refine the map, and lecture 4 turns it into an attribution.
+a tiny change matter?", not "what did the network use?". Keep the difference in mind:
+lectures 2 and 4 turn the gradient into an attribution (each pixel's share of the score),
+and lecture 3 removes its noise.
 
 Paper: K. Simonyan, A. Vedaldi, A. Zisserman, "Deep Inside Convolutional Networks:
 Visualising Image Classification Models and Saliency Maps", ICLR workshop 2014,
@@ -136,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
 
-    print(f"\nTop-5 predictions of the {demo.network} (softmax probabilities):")
+    print(f"\nTop-5 predictions, {demo.network} (softmax probabilities):")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
 

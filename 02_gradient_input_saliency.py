@@ -7,17 +7,15 @@ feature's share of the score.
     A_c(x)_i = x_i * dS_c/dx_i (x)                 signed: red raises S_c, blue lowers it
     linear model S_c(x) = w . x + b:   sum_i A_c(x)_i + b = S_c(x)   exactly
 
-What it fixes: the map now weighs sensitivity by presence, so it often looks sharper,
-and its sum means something: for a linear model it is exactly S_c(x) - b_c; for a
-network it is the first-order (Taylor) estimate of S_c(x) - S_c(0), which the script
-shows can be far off (lecture 4 makes it exact). What it breaks: a feature at zero gets
-zero attribution whatever its importance. On the digit track the pixels are raw [0, 1],
-zero IS black, and the black background (a "0"'s empty hole, say) can never be credited.
-On the ImageNet track the inputs are normalised, so zero is the *mean colour*, which gets
-nothing, while a black pixel, (0 - mean) / std, is far from zero, so multiplying by it
-inflates the gradient there: the script measures how much more of the map dark pixels
-hold. Either way the map depends on where zero happens to be: the baseline that lecture
-4 makes explicit.
+What it fixes: sensitivity is weighed by presence, so the map often looks sharper, and
+its sum means something: exactly S_c(x) - b_c for a linear model; for a network, only the
+first-order estimate of S_c(x) - S_c(0), often far off (lecture 4 makes it exact).
+What it breaks: an input at zero gets zero, whatever its importance. Digits are raw
+[0, 1]: zero is black, and the background (a 0's empty hole) can never be credited.
+Photos are normalised: zero is the colour the normalisation subtracts (ImageNet's mean
+colour, or mid-grey for EfficientNet-Lite), and a black pixel, (0 - mean) / std, lies far
+from it, so multiplying by it inflates its share, which the script measures. Either way
+the map depends on where zero is: the baseline that lecture 4 makes explicit.
 
 Papers: A. Shrikumar, P. Greenside, A. Shcherbina, A. Kundaje, "Not Just a Black Box",
 2016, https://arxiv.org/abs/1605.01713; M. Ancona, E. Ceolini, C. Oztireli, M. Gross,
@@ -166,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, lhs, rhs in zip(demo.names, total_plus_bias.tolist(), logit.tolist()):
         print(f"  {name:>16}: sum + bias {lhs:+.5f}   S_c(x) {rhs:+.5f}")
 
-    zero = "a black image" if demo.track == "mnist" else "x = 0, the mean colour everywhere"
+    zero = "a black image" if demo.track == "mnist" else "x = 0, the normalisation's mean colour everywhere"
     print(f"\nThe network ({demo.network}) is not linear: there the sum of x * dS/dx is only the "
           f"first-order\n(Taylor) estimate of S_c(x) - S_c(0), where S_c(0) is the logit for {zero}."
           "\nLecture 4 makes it exact.")

@@ -116,7 +116,7 @@ def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     lecture("01_vanilla_gradient_saliency").main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     assert (tmp_path / "01_vanilla_gradient_mnist.png").stat().st_size > 10_000
     out = capsys.readouterr().out
-    assert "Top-5 predictions of the digit CNN" in out  # the network's one name, not the flag's value
+    assert "Top-5 predictions, digit CNN" in out  # the network's one name, not the flag's value
 
 
 @pytest.mark.skipif(not utils.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
