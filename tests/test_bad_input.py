@@ -132,11 +132,12 @@ def odd_but_valid_images(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("model", ["resnet18", "mnist"])
-def test_odd_but_valid_images_run_end_to_end(model, cached_resnet18, tmp_path, capsys):
+def test_odd_but_valid_images_make_a_batch_on_both_tracks(model, cached_resnet18, tmp_path):
+    """Every odd image becomes one normalised example the model can explain (both tracks)."""
     folder = odd_but_valid_images(tmp_path / "photos")
-    lecture("01_vanilla_gradient_saliency").main(["--quick", "--model", model, "--image", str(folder),
-                                                  "--out-dir", str(tmp_path / "out")])
-    track = "mnist" if model == "mnist" else "imagenet"
-    assert (tmp_path / "out" / f"01_vanilla_gradient_{track}.png").stat().st_size > 10_000
-    out = capsys.readouterr().out
-    assert all(name in out for name in ("tiny", "wide", "cmyk", "deep", "palette", "clear", "rotated"))
+    args = utils.make_parser(None).parse_args(["--quick", "--model", model, "--image", str(folder),
+                                               "--out-dir", str(tmp_path / "out")])
+    demo = utils.setup_demo(args)
+    assert demo.names == ["clear", "cmyk", "deep", "palette", "rotated", "tiny", "wide"]
+    assert demo.x.shape == ((7, 1, 28, 28) if model == "mnist" else (7, 3, 224, 224))
+    assert torch.isfinite(demo.x).all() and demo.model(demo.x).shape[0] == 7
