@@ -840,7 +840,8 @@ def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = 
     as it is strong (alpha * |value|), so weak values leave the picture visible; the
     colour bar then shows those same translucent colours over mid-grey. `outline` (a
     grey picture, e.g. a digit) draws the picture's edge (its 0.5 level) as a thin line.
-    `label` names the bar; a signed bar also says what red and blue mean.
+    `label` names the bar (a default says what the colours mean); a signed bar always says
+    what red and blue mean.
     """
     import matplotlib.pyplot as plt
     from matplotlib.cm import ScalarMappable
@@ -876,8 +877,7 @@ def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = 
     bar.ax.tick_params(labelsize=7)
     if signed and "red" not in (label or ""):
         label = f"{label}; red +, blue -" if label else "red +, blue -, 0 white"
-    if label:
-        bar.set_label(label, fontsize=7)
+    bar.set_label(label or "strength (1 = strongest shown)", fontsize=7)
     return bar
 
 

@@ -329,6 +329,7 @@ def test_one_colour_map_for_magnitudes_alone_or_over_a_picture_and_every_bar_lab
     assert np.allclose(np.asarray(over.cmap(1.0))[:3], expected)
     assert "red" in signed.ax.get_ylabel() and "blue" in signed.ax.get_ylabel()
     assert alone.ax.get_ylabel() == over.ax.get_ylabel() == "strength"
+    assert utils.show_heatmap(axes[0, 0], np.random.rand(4, 4)).ax.get_ylabel()  # a default label
     plt.close(fig)
 
 
