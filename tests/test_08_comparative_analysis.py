@@ -1,0 +1,431 @@
+"""Lecture 8: the metrics by hand-built models with known answers, LIME and SHAP by the Shapley
+formula, additive models and Captum, the sanity check without side effects, and the script end to end."""
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT, lecture
+from helpers import CountingModel, assert_bad_flag, linear_model, tiny_cnn
+
+comparative = lecture("08_comparative_analysis")
+
+
+class RegionScore(nn.Module):
+    """Logits [s, 0] with s = the sum of x over one region (all channels): p_0 = sigmoid(s)."""
+
+    def __init__(self, region: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("region", region.double())  # (H, W) 0/1
+
+    def forward(self, x):
+        s = (x * self.region).flatten(1).sum(1)
+        return torch.stack([s, torch.zeros_like(s)], 1)
+
+
+class Recorder(nn.Module):
+    """Remembers every input it sees; its logits are constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return torch.zeros(x.shape[0], 2, dtype=x.dtype)
+
+
+def removal_order(saliency: torch.Tensor) -> list[int]:
+    """API.md's ranking by hand: larger first, ties in flattened order."""
+    flat = saliency.flatten().tolist()
+    return sorted(range(len(flat)), key=lambda p: (-flat[p], p))
+
+
+# %% Deletion and insertion -----------------------------------------------------------------------
+
+
+def test_deletion_curve_of_a_region_model_by_hand():
+    torch.manual_seed(0)
+    h, w, steps = 4, 5, 7
+    region = torch.zeros(h, w)
+    region[1:3, 1:4] = 1
+    model = RegionScore(region).eval()
+    x = torch.rand(1, 3, h, w, dtype=torch.float64) * 0.5
+    saliency = region.double()[None, None].expand(1, 3, h, w) * torch.rand(1, 3, h, w, dtype=torch.float64)
+    curve = comparative.deletion_curve(model, x, saliency, target=0, steps=steps)
+    order = removal_order(saliency.abs().sum(1)[0])
+    expected = []
+    for k in range(steps + 1):
+        removed = set(order[:round(k * h * w / steps)])
+        kept = [p for p in range(h * w) if p not in removed and region.flatten()[p] == 1]
+        s = sum(float(x[0, :, p // w, p % w].sum()) for p in kept)
+        expected.append(1 / (1 + math.exp(-s)))
+    assert torch.allclose(curve[0], torch.tensor(expected, dtype=torch.float64), atol=1e-12)
+    assert curve.shape == (1, steps + 1)
+
+
+def test_insertion_curve_of_a_region_model_starts_at_the_blur_and_ends_at_the_input():
+    torch.manual_seed(1)
+    region = torch.zeros(12, 12)
+    region[3:9, 2:6] = 1
+    model = RegionScore(region).eval()
+    x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
+    curve = comparative.insertion_curve(model, x, torch.rand(2, 12, 12, dtype=torch.float64), target=0, steps=6)
+    start = model(comparative.blurred(x)).softmax(1)[:, 0]
+    end = model(x).softmax(1)[:, 0]
+    assert torch.allclose(curve[:, 0], start) and torch.allclose(curve[:, -1], end)
+    ones = comparative.insertion_curve(model, x, region[None].expand(2, -1, -1).double(), target=0, steps=6,
+                                       baseline=0.0)
+    assert ones[0, 0] == 0.5  # from a zero baseline, s = 0
+
+
+def test_blur_is_an_11x11_gaussian_of_sigma_5_per_channel():
+    x = torch.zeros(1, 2, 31, 31, dtype=torch.float64)
+    x[0, 1, 15, 15] = 1.0
+    blurred = comparative.blurred(x)
+    assert torch.equal(blurred[0, 0], torch.zeros(31, 31, dtype=torch.float64))  # channels stay apart
+    t = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-t ** 2 / 50)
+    kernel = g[:, None] * g[None] / g.sum() ** 2
+    assert torch.allclose(blurred[0, 1, 10:21, 10:21], kernel)
+    assert blurred[0, 1].sum().item() == pytest.approx(1.0)
+
+
+def test_the_ranking_rule_stable_ties_rounding_and_whole_pixels():
+    h, w, steps = 2, 5, 4  # k * 10 / 4 = 2.5 and 7.5 round to even: 0, 2, 5, 8, 10 pixels
+    model = Recorder()
+    x = torch.ones(1, 3, h, w)
+    saliency = torch.tensor([[[0.0, 1.0, 1.0, 0.0, 2.0], [1.0, 0.0, 0.0, 0.0, 1.0]]])  # (1, H, W), ties
+    comparative.deletion_curve(model, x, saliency, target=0, steps=steps)
+    seen = torch.cat(model.seen[1:])  # the first pass resolves the class
+    order = [4, 1, 2, 5, 9, 0, 3, 6, 7, 8]  # by value, ties in flattened order
+    assert [round(k * h * w / steps) for k in range(steps + 1)] == [0, 2, 5, 8, 10]
+    for k, count in enumerate([0, 2, 5, 8, 10]):
+        removed = (seen[k] == 0).flatten(1)  # (C, HW)
+        assert removed.all(0).eq(removed.any(0)).all()  # every channel of a pixel together
+        assert sorted(removed[0].nonzero()[:, 0].tolist()) == sorted(order[:count])
+
+
+def test_a_colour_map_is_ranked_by_its_summed_absolute_values():
+    model = Recorder()
+    saliency = torch.zeros(1, 3, 1, 4)
+    saliency[0, 0, 0, 1] = -5.0  # |-5| beats 1 + 1 + 1
+    saliency[0, :, 0, 2] = 1.0
+    comparative.deletion_curve(model, torch.ones(1, 3, 1, 4), saliency, target=0, steps=4)
+    first = model.seen[1][1]  # point 1: one pixel removed
+    assert first[:, 0, 1].eq(0).all() and first[:, 0, 2].eq(1).all()
+
+
+def test_curves_do_not_depend_on_the_batch_size_and_count_steps_plus_one_evaluations():
+    model, x = tiny_cnn(), torch.rand(3, 3, 8, 8)
+    saliency = torch.rand(3, 3, 8, 8)
+    counting = CountingModel(model)
+    whole = comparative.deletion_curve(counting, x, saliency, steps=5)
+    assert sum(counting.batches) == 3 + 3 * 6
+    chunked = comparative.deletion_curve(model, x, saliency, steps=5, batch_size=4)
+    assert torch.allclose(whole, chunked, atol=1e-6)
+    assert torch.allclose(comparative.insertion_curve(model, x, saliency, [0, 1, 2], steps=3),
+                          comparative.insertion_curve(model, x, saliency, [0, 1, 2], steps=3, batch_size=2), atol=1e-6)
+
+
+def test_area_under_known_curves():
+    curves = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert torch.allclose(comparative.area_under_curve(curves), torch.tensor([1.0, 0.5, 0.5, 0.25]))
+    assert torch.allclose(comparative.area_under_curve(torch.linspace(0, 1, 101)[None] ** 2),
+                          torch.tensor([1 / 3]), atol=1e-4)
+
+
+# %% The pointing game -------------------------------------------------------------------------
+
+
+def test_pointing_game_tolerance_is_strict_and_euclidean():
+    mask = torch.zeros(4, 40, 40, dtype=torch.bool)
+    mask[:, 5, 5] = True
+    saliency = torch.zeros(4, 40, 40)
+    saliency[0, 5, 20] = 1.0  # 15 px right: not strictly within 15
+    saliency[1, 5, 19] = 1.0  # 14 px
+    saliency[2, 17, 14] = 1.0  # (12, 9): exactly 15
+    saliency[3, 16, 13] = 1.0  # (11, 8): 13.6
+    assert comparative.pointing_game(saliency, mask, 15).tolist() == [False, True, False, True]
+    assert comparative.pointing_game(saliency, mask, 15.01).tolist() == [True, True, True, True]
+    assert not comparative.pointing_game(saliency[:1], mask[:1], 0).any()
+
+
+def test_pointing_game_takes_the_first_maximum_after_channel_reduction():
+    mask = torch.zeros(2, 10, 10, dtype=torch.bool)
+    mask[:, 9, 9] = True
+    saliency = torch.zeros(2, 3, 10, 10)
+    saliency[0, 0, 0, 0] = saliency[0, 0, 9, 9] = 2.0  # a tie: the first in flattened order is far away
+    saliency[1, :, 9, 9] = -1.0  # |.| summed over channels: 3 beats 2
+    saliency[1, 0, 0, 0] = 2.0
+    assert comparative.pointing_game(saliency, mask, 2).tolist() == [False, True]
+
+
+def test_pointing_game_shape_mismatch_is_a_value_error():
+    with pytest.raises(ValueError, match="mask"):
+        comparative.pointing_game(torch.rand(1, 5, 5), torch.ones(1, 4, 4, dtype=torch.bool))
+
+
+# %% Sensitivity-n -----------------------------------------------------------------------------
+
+
+def test_sensitivity_n_is_one_for_gradient_x_input_on_a_linear_model_with_a_zero_baseline():
+    gxi = lecture("02_gradient_input_saliency")
+    model = linear_model(3 * 6 * 6, classes=4)
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    attributions = gxi.gradient_x_input(model, x, [1, 3])
+    for n in (1, 5, 0.5):
+        r = comparative.sensitivity_n(model, x, attributions, [1, 3], n=n, n_subsets=20,
+                                      generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(r, torch.ones(2, dtype=torch.float64), atol=1e-10)
+
+
+def test_sensitivity_n_draws_n_pixels_with_all_channels():
+    subsets = comparative.random_subsets(2, 30, 0.2, 5, torch.Generator().manual_seed(0))
+    assert subsets.shape == (2, 5, 30) and subsets.sum(-1).eq(6).all()
+    model = Recorder()
+    comparative.sensitivity_n(model, torch.ones(1, 3, 2, 5), torch.rand(1, 3, 2, 5), 0, n=3, n_subsets=4,
+                              generator=torch.Generator().manual_seed(0))
+    for seen in model.seen[2:]:  # after the class and f(x)
+        off = seen[0] == 0  # (C, H, W)
+        assert off.all(0).eq(off.any(0)).all() and int(off[0].sum()) == 3
+    with pytest.raises(ValueError, match="pixel count"):
+        comparative.sensitivity_n(tiny_cnn(), torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), n=65)
+
+
+# %% SHAP and LIME ----------------------------------------------------------------------------
+
+
+class Interacting(nn.Module):
+    """Logits from (N, 1, 1, 4) inputs with strong interactions between the features."""
+
+    def forward(self, x):
+        a, b, c, d = x.flatten(1).unbind(1)
+        score = 3 * a * b - 2 * b * c * d + c ** 2 + torch.sin(d) + a * d
+        return torch.stack([score, -score, a * c], 1)
+
+
+def shapley_by_permutations(v, M: int) -> list[float]:
+    """The Shapley value as the mean marginal contribution over all M! orders."""
+    totals = [0.0] * M
+    orders = list(itertools.permutations(range(M)))
+    for order in orders:
+        present: set[int] = set()
+        for j in order:
+            totals[j] += v(present | {j}) - v(present)
+            present.add(j)
+    return [t / len(orders) for t in totals]
+
+
+def test_kernel_shap_without_samples_is_the_shapley_value():
+    model = Interacting()
+    x = torch.tensor([[[[0.7, -1.2, 0.4, 1.5]]], [[[0.3, 0.8, -0.6, 0.2]]]], dtype=torch.float64)
+    baseline = torch.tensor([[[[0.1, 0.2, -0.3, 0.0]]]], dtype=torch.float64)
+    mask = torch.arange(4).view(1, 1, 1, 4)
+    phi = comparative.kernel_shap(model, x, [0, 2], mask, baseline=baseline)
+    for i, cls in enumerate([0, 2]):
+        def v(coalition):
+            z = torch.tensor([j in coalition for j in range(4)]).view(1, 1, 1, 4)
+            return float(model(torch.where(z, x[i: i + 1], baseline))[0, cls])
+        assert torch.allclose(phi[i].flatten(), torch.tensor(shapley_by_permutations(v, 4), dtype=torch.float64),
+                              atol=1e-12)
+
+
+def test_kernel_shap_is_efficient_on_a_model_with_strong_interactions():
+    model = Interacting()
+    x = torch.randn(3, 1, 1, 4, dtype=torch.float64)
+    mask = torch.arange(4).view(1, 1, 1, 4)
+    phi = comparative.kernel_shap(model, x, 0, mask, n_samples=12, generator=torch.Generator().manual_seed(0))
+    total = model(x)[:, 0] - model(torch.zeros_like(x))[:, 0]
+    assert torch.allclose(phi.flatten(1).sum(1), total, atol=1e-10)
+    cnn = tiny_cnn()
+    images = torch.rand(2, 3, 8, 8)
+    values = comparative.kernel_shap(cnn, images, n_samples=40, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        classes = cnn(images).argmax(1)
+        gap = cnn(images).gather(1, classes[:, None])[:, 0] - cnn(torch.zeros_like(images)).gather(
+            1, classes[:, None])[:, 0]
+    per_feature = comparative.cell_sum(values)  # each of the 49 cells once
+    assert torch.allclose(per_feature, gap, atol=1e-4)
+
+
+class Additive(nn.Module):
+    """A logit that is a sum of one nonlinear term per grid cell: additive in the features."""
+
+    def __init__(self, mask: torch.Tensor, M: int) -> None:
+        super().__init__()
+        self.mask, self.M = mask, M
+
+    def forward(self, x):
+        cells = torch.stack([(x * (self.mask == j)).flatten(1).sum(1) for j in range(self.M)], 1)  # (N, M)
+        terms = torch.tanh(cells) * torch.arange(1, self.M + 1, dtype=x.dtype) - 0.3 * cells ** 2
+        return torch.stack([terms.sum(1) + 0.5, cells[:, 0]], 1)
+
+
+def additive_case(M_side=3, seed=0):
+    torch.manual_seed(seed)
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64)
+    mask = comparative.grid_mask(9, 9, cells=M_side)
+    model = Additive(mask, M_side * M_side).eval()
+    cells = torch.stack([(x * (mask == j)).flatten(1).sum(1) for j in range(M_side * M_side)], 1)
+    contribution = torch.tanh(cells) * torch.arange(1, M_side * M_side + 1, dtype=x.dtype) - 0.3 * cells ** 2
+    return model, x, mask, contribution  # contribution: v(j alone) - v(none), per feature (N, M)
+
+
+@pytest.mark.parametrize("n_samples", [None, 9, 30, 200])
+def test_kernel_shap_recovers_an_additive_model_exactly(n_samples):
+    model, x, mask, contribution = additive_case()
+    phi = comparative.kernel_shap(model, x, 0, mask, n_samples=n_samples,
+                                  generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(phi, comparative.spread(contribution, mask, x), atol=1e-9)
+
+
+def test_lime_recovers_an_additive_model_exactly_and_its_kernel_only_weights():
+    model, x, mask, contribution = additive_case()
+    for width in (0.25, 3.0):
+        coefficients = comparative.lime(model, x, 0, mask, n_samples=60, kernel_width=width,
+                                        generator=torch.Generator().manual_seed(4))
+        assert torch.allclose(coefficients, comparative.spread(contribution, mask, x), atol=1e-9)
+
+
+def test_default_features_are_a_7x7_grid_with_rounded_edges():
+    mask = comparative.grid_mask(30, 17)[0, 0]
+    rows = [round(i * 30 / 7) for i in range(8)]
+    cols = [round(j * 17 / 7) for j in range(8)]
+    for i in range(7):
+        for j in range(7):
+            assert mask[rows[i]:rows[i + 1], cols[j]:cols[j + 1]].eq(i * 7 + j).all()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                          nn.Linear(16, 5)).eval()
+    values = comparative.kernel_shap(model, torch.rand(1, 3, 14, 14), 0, n_samples=30,
+                                     generator=torch.Generator().manual_seed(0))
+    cells = values[0, 0].unfold(0, 2, 2).unfold(1, 2, 2)  # 7 x 7 cells of 2 x 2
+    assert torch.equal(cells, cells[..., :1, :1].expand_as(cells))  # one value per cell, all channels
+    assert torch.equal(values[0, 0], values[0, 2])
+
+
+def test_kernel_shap_and_lime_equal_captum_on_an_additive_model():
+    captum_attr = pytest.importorskip("captum.attr")
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+
+    model, x, mask, contribution = additive_case(seed=5)
+    ours_shap = comparative.kernel_shap(model, x, 0, mask, n_samples=100, generator=torch.Generator().manual_seed(0))
+    ours_lime = comparative.lime(model, x, 0, mask, n_samples=100, generator=torch.Generator().manual_seed(0))
+    for i in range(2):  # Captum fits one example at a time
+        theirs_shap = captum_attr.KernelShap(model).attribute(x[i: i + 1], target=0, baselines=0.0,
+                                                              feature_mask=mask, n_samples=100)
+        theirs_lime = captum_attr.Lime(model, interpretable_model=SkLearnLinearRegression()).attribute(
+            x[i: i + 1], target=0, baselines=0.0, feature_mask=mask, n_samples=100)
+        assert torch.allclose(ours_shap[i: i + 1], theirs_shap.double(), atol=1e-5)
+        assert torch.allclose(ours_lime[i: i + 1], theirs_lime.double(), atol=1e-5)
+
+
+def test_shap_and_lime_are_batched_and_seeded():
+    model = CountingModel(tiny_cnn())
+    x = torch.rand(2, 3, 8, 8)
+    a = comparative.lime(model, x, n_samples=30, batch_size=7, generator=torch.Generator().manual_seed(0))
+    assert max(model.batches) <= 7 and sum(model.batches) == 2 + 2 * 30
+    b = comparative.lime(model, x, n_samples=30, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(a, b, atol=1e-5)
+    model.batches.clear()
+    comparative.kernel_shap(model, x, n_samples=30, batch_size=16, generator=torch.Generator().manual_seed(0))
+    assert max(model.batches) <= 16 and sum(model.batches) == 2 + 2 * 32
+
+
+def test_bad_arguments_are_value_errors():
+    model, x = tiny_cnn(), torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="feature_mask"):
+        comparative.kernel_shap(model, x, feature_mask=torch.zeros(5, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="n_samples"):
+        comparative.lime(model, x, n_samples=0)
+    with pytest.raises(ValueError, match="kernel_width"):
+        comparative.lime(model, x, kernel_width=0)
+    with pytest.raises(ValueError, match="steps"):
+        comparative.deletion_curve(model, x, x, steps=0)
+    with pytest.raises(ValueError, match="0 to 4"):
+        comparative.deletion_curve(model, x, x, target=5)
+
+
+# %% The sanity check --------------------------------------------------------------------------
+
+
+def test_randomising_a_copy_changes_the_gradient_and_leaves_the_model_alone():
+    vanilla = lecture("01_vanilla_gradient_saliency")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 1, 6, 6)
+    rng_before = torch.get_rng_state()
+    original = vanilla.vanilla_gradient(model, x, 0)
+    stages = comparative.randomisation_stages(model)
+    assert [names for _, names in stages] == [["3"], ["3", "0"]]  # from the output backwards
+    seen = []
+    for label, randomised in comparative.cascading_randomisation(model, stages, seed=0):
+        assert randomised is not model
+        seen.append(comparative.spearman(original, vanilla.vanilla_gradient(randomised, x, 0)))
+    assert all(s < 0.9 for s in seen)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert comparative.spearman(original, original) == pytest.approx(1.0)
+
+
+def test_spearman_shares_tied_ranks():
+    a = torch.tensor([1.0, 1.0, 2.0, 3.0])
+    assert comparative.ranks(a.numpy()).tolist() == [1.5, 1.5, 3.0, 4.0]
+    assert comparative.spearman(a, torch.tensor([0.0, 0.0, 5.0, 9.0])) == pytest.approx(1.0)
+
+
+# %% The script --------------------------------------------------------------------------------
+
+
+def test_ground_truth_boxes_lie_inside_their_photos():
+    from PIL import Image
+
+    import utils
+
+    objects = comparative.load_objects()
+    assert {o["image"] for o in objects} >= {utils.COMPOSITE, *utils.PHOTOS}
+    for o in objects:
+        with Image.open(utils.DATA_DIR / o["image"]) as photo:
+            width, height = photo.size
+        left, top, right, bottom = o["box"]
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
+        assert all(0 <= c < 1000 for c in o["classes"])
+
+
+def test_main_quick_on_the_digit_track(tmp_path, capsys):
+    comparative.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "v(all) - v(none)" in out and "Right and wrong" in out
+    for name in ("side_by_side", "deletion_insertion", "pointing_game", "sensitivity_n", "sanity_check",
+                 "right_and_wrong"):
+        assert (tmp_path / f"08_{name}_mnist.png").is_file()
+    guide = (tmp_path / "08_method_guide_mnist.csv").read_text().splitlines()
+    assert len(guide) == 10 and guide[0].startswith("method,best use")
+
+
+def test_main_quick_on_the_imagenet_track(tmp_path, cached_resnet18, capsys):
+    comparative.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Pointing game on 2 inputs" in out
+    for name in ("side_by_side", "deletion_insertion", "pointing_game", "sensitivity_n", "sanity_check"):
+        assert (tmp_path / f"08_{name}_imagenet.png").is_file()
+    assert (tmp_path / "08_method_guide_imagenet.md").is_file()
+
+
+def test_a_bad_flag_is_one_line(tmp_path, capsys):
+    assert_bad_flag(comparative.main, ["--steps", "0"], tmp_path, capsys)
+    assert_bad_flag(comparative.main, ["--lime-samples", "-3"], tmp_path, capsys)
+
+
+def test_the_shared_contract_check_passes():
+    result = subprocess.run([sys.executable, str(ROOT.parent / "shared" / "tools" / "check_api.py"), "08"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
