@@ -107,7 +107,7 @@ def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained:
 def plot_mnist(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
     """Rows of digit | |dS_c/dx| | signed dS_c/dx on a colour map centred at zero.
 
-    The digit's outline is drawn on both maps: much of the gradient lies off the ink.
+    The digit's outline is drawn on both maps, to show how much of the gradient lies off the ink.
     """
     images = demo.display()
     magnitude = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))

@@ -866,17 +866,19 @@ def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = 
     if outline is not None:
         edge = np.asarray(outline, dtype=np.float64)
         edge = edge.mean(axis=-1) if edge.ndim == 3 else edge
-        limits = ax.get_xlim(), ax.get_ylim()
-        ax.contour(edge, levels=[0.5], colors="0.1" if signed else "cyan", linewidths=0.7)
-        ax.set_xlim(limits[0])
-        ax.set_ylim(limits[1])
+        if edge.min() < 0.5 < edge.max():  # a blank picture has no edge to draw
+            limits = ax.get_xlim(), ax.get_ylim()
+            ax.contour(edge, levels=[0.5], colors="0.1" if signed else "cyan", linewidths=0.7)
+            ax.set_xlim(limits[0])
+            ax.set_ylim(limits[1])
     if title:
         ax.set_title(title, fontsize=9)
     bar = ax.figure.colorbar(ScalarMappable(norm, bar_cmap), ax=ax, fraction=0.046, pad=0.02,
                              ticks=[-1, 0, 1] if signed else [0, 0.5, 1])
     bar.ax.tick_params(labelsize=7)
     if signed and "red" not in (label or ""):
-        label = f"{label}; red +, blue -" if label else "red +, blue -, 0 white"
+        zero = "white" if image is None else "clear"
+        label = f"{label}; red +, blue -" if label else f"red +, blue -, 0 {zero}"
     bar.set_label(label or "strength (1 = strongest shown)", fontsize=7)
     return bar
 
