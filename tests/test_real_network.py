@@ -68,8 +68,8 @@ def test_grad_cam_puts_the_cat_left_and_the_espresso_right(net):
     x = composite().expand(3, -1, -1, -1)
     cams = grad_cam(net, x, [EGYPTIAN_CAT, TABBY, ESPRESSO], realnet.CAM_LAYER)  # (3, 1, 224, 224)
     share = left_share(cams)
-    assert share[0] > 0.8 and share[1] > 0.8, share  # measured 0.91 and 0.90
-    assert share[2] < 0.3, share  # espresso: measured 0.14 on the left, so 0.86 on the right
+    assert share[0] > 0.8 and share[1] > 0.8, share  # measured 0.91 and 0.88 (0.85 and 0.81 at _conv_head, before the ReLU6)
+    assert share[2] < 0.3, share  # espresso: measured 0.14 on the left, so 0.86 on the right (0.26 at _conv_head)
 
 
 def test_grad_cam_on_the_cat_photo_lands_on_the_face(net):
@@ -127,10 +127,10 @@ def test_guided_backprop_hardly_depends_on_the_class_but_guided_grad_cam_does(ne
     cam = grad_cam(net, x, classes, realnet.CAM_LAYER)[:, 0]
     ggc = guided_grad_cam(net, x, classes, realnet.CAM_LAYER).abs().amax(1)
     assert utils.map_similarity(gb[0], gb[1])[1] > 0.9  # Spearman, measured 0.98
-    assert utils.map_similarity(cam[0], cam[1])[1] < 0.3
-    assert utils.map_similarity(ggc[0], ggc[1])[1] < 0.75
+    assert utils.map_similarity(cam[0], cam[1])[1] < 0.3  # measured -0.19
+    assert utils.map_similarity(ggc[0], ggc[1])[1] < 0.75  # measured 0.08
     share = left_share(ggc)
-    assert share[0] > 0.8 and share[1] < 0.4, share
+    assert share[0] > 0.8 and share[1] < 0.4, share  # measured 0.93 and 0.17
 
 
 @pytest.mark.parametrize("name", LECTURES)
