@@ -25,7 +25,8 @@ Run:          python 05_gradcam.py                    (ResNet-50, then VGG-16 an
 In seconds:   python 05_gradcam.py --quick             (ResNet-18, no VGG-16)
 Offline:      python 05_gradcam.py --quick --model efficientnet_lite0
 Another layer: python 05_gradcam.py --layer layer3     (any module name; default: layer4 for ResNets)
-Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
+Figures go to outputs/. Offline without cached weights, it says so and runs on efficientnet_lite0
+when its optional packages are installed (requirements-dev.txt), else on the digit CNN.
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ Run:          python 06_guided_backpropagation.py            (ResNet-50; the com
 In seconds:   python 06_guided_backpropagation.py --quick     (ResNet-18, the composite only)
 Offline:      python 06_guided_backpropagation.py --quick --model efficientnet_lite0   (ReLU6 throughout)
 Digits:       python 06_guided_backpropagation.py --model mnist
-Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
+Figures go to outputs/. Offline without cached weights, it says so and runs on efficientnet_lite0
+when its optional packages are installed (requirements-dev.txt), else on the digit CNN.
 """
 from __future__ import annotations
 

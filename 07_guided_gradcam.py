@@ -24,7 +24,8 @@ In seconds:   python 07_guided_gradcam.py --quick              (ResNet-18)
 Offline:      python 07_guided_gradcam.py --quick --model efficientnet_lite0
 Another layer: python 07_guided_gradcam.py --layer layer3
 Digits:       python 07_guided_gradcam.py --model mnist
-Figures go to outputs/. Offline without cached weights, it says so and runs on digits.
+Figures go to outputs/. Offline without cached weights, it says so and runs on efficientnet_lite0
+when its optional packages are installed (requirements-dev.txt), else on the digit CNN.
 """
 from __future__ import annotations
 
