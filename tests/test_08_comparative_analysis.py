@@ -76,7 +76,8 @@ def test_insertion_curve_of_a_region_model_starts_at_the_blur_and_ends_at_the_in
     region[3:9, 2:6] = 1
     model = RegionScore(region).eval()
     x = torch.rand(2, 3, 12, 12, dtype=torch.float64)
-    curve = comparative.insertion_curve(model, x, torch.rand(2, 12, 12, dtype=torch.float64), target=0, steps=6)
+    saliency = torch.rand(2, 12, 12, dtype=torch.float64)
+    curve = comparative.insertion_curve(model, x, saliency, target=0, steps=6)
     start = model(comparative.blurred(x)).softmax(1)[:, 0]
     end = model(x).softmax(1)[:, 0]
     assert torch.allclose(curve[:, 0], start) and torch.allclose(curve[:, -1], end)
@@ -130,8 +131,9 @@ def test_curves_do_not_depend_on_the_batch_size_and_count_steps_plus_one_evaluat
     assert sum(counting.batches) == 3 + 3 * 6
     chunked = comparative.deletion_curve(model, x, saliency, steps=5, batch_size=4)
     assert torch.allclose(whole, chunked, atol=1e-6)
-    assert torch.allclose(comparative.insertion_curve(model, x, saliency, [0, 1, 2], steps=3),
-                          comparative.insertion_curve(model, x, saliency, [0, 1, 2], steps=3, batch_size=2), atol=1e-6)
+    whole = comparative.insertion_curve(model, x, saliency, [0, 1, 2], steps=3)
+    chunked = comparative.insertion_curve(model, x, saliency, [0, 1, 2], steps=3, batch_size=2)
+    assert torch.allclose(whole, chunked, atol=1e-6)
 
 
 def test_area_under_known_curves():
@@ -233,8 +235,8 @@ def test_kernel_shap_without_samples_is_the_shapley_value():
         def v(coalition):
             z = torch.tensor([j in coalition for j in range(4)]).view(1, 1, 1, 4)
             return float(model(torch.where(z, x[i: i + 1], baseline))[0, cls])
-        assert torch.allclose(phi[i].flatten(), torch.tensor(shapley_by_permutations(v, 4), dtype=torch.float64),
-                              atol=1e-12)
+        expected = torch.tensor(shapley_by_permutations(v, 4), dtype=torch.float64)
+        assert torch.allclose(phi[i].flatten(), expected, atol=1e-12)
 
 
 def test_kernel_shap_is_efficient_on_a_model_with_strong_interactions():
@@ -316,7 +318,8 @@ def test_kernel_shap_and_lime_equal_captum_on_an_additive_model():
     from captum._utils.models.linear_model import SkLearnLinearRegression
 
     model, x, mask, contribution = additive_case(seed=5)
-    ours_shap = comparative.kernel_shap(model, x, 0, mask, n_samples=100, generator=torch.Generator().manual_seed(0))
+    ours_shap = comparative.kernel_shap(model, x, 0, mask, n_samples=100,
+                                        generator=torch.Generator().manual_seed(0))
     ours_lime = comparative.lime(model, x, 0, mask, n_samples=100, generator=torch.Generator().manual_seed(0))
     for i in range(2):  # Captum fits one example at a time
         theirs_shap = captum_attr.KernelShap(model).attribute(x[i: i + 1], target=0, baselines=0.0,
