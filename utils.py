@@ -497,6 +497,8 @@ class MnistCNN(nn.Module):
     Inputs in [0, 1] keep "zero" meaning "black", which lecture 2 relies on.
     """
 
+    CAM_LAYER = "features.9"  # the ReLU after the last conv: the layer Grad-CAM reads (lectures 5, 7)
+
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -661,7 +663,7 @@ def capture_activation(layer: nn.Module) -> Iterator[Captured]:
 # last call, the head's 7x7 map); the digit CNN: the ReLU after its last conv. The methods'
 # own default (layer=None) stays API.md's: the last nn.Conv2d.
 CAM_LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29",
-              "efficientnet_lite0": "_swish", "mnist": "features.9"}
+              "efficientnet_lite0": "_swish", "mnist": MnistCNN.CAM_LAYER}
 CAM_INPUT_SIZE = {"mnist": 28}  # the side of a demo input; the ImageNet presets crop to 224
 
 
