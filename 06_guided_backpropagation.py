@@ -126,8 +126,8 @@ def guided_relu() -> Iterator[None]:
 
     Models keep their modules and flags: nn.ReLU.forward calls F.relu, nn.ReLU6.forward
     calls F.hardtanh, and both are patched. Not seen: a `from torch.nn.functional import
-    relu` made before the block, and activations that are not rectifiers (GELU, SiLU): they
-    keep their ordinary gradient. Not thread-safe: the patch is global while the block runs.
+    relu` made before the block, a ReLU written as `x.clamp(min=0)`, and activations that are
+    not rectifiers (GELU, SiLU): they keep their ordinary gradient. Not thread-safe: the patch is global while the block runs.
     """
     # Tensor.relu lives on a C base class; remember whether Tensor itself had the name.
     originals = [(owner, name, vars(owner).get(name, _ABSENT)) for owner, name, _ in PATCHES]

@@ -6,7 +6,8 @@ student reading lecture 1 can skip what only lecture 5 uses.
 
 Sections (each a `# %%` cell):
     errors and the command line . targets and devices . images . ImageNet models
-    . the MNIST-style CNN . layers and hooks . display and figures . the demo set-up
+    . the MNIST-style CNN . layers and hooks . CAM layers (choosing and checking the layer
+    lectures 5, 7 and 8 read) . display and figures . the demo set-up
 """
 from __future__ import annotations
 
