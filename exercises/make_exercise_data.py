@@ -21,7 +21,7 @@ sys.path.insert(0, str(EXERCISES.parent / "tools"))
 
 import tasks  # noqa: E402
 
-HELDOUT_COUNT = 500  # 50 of each digit: enough for the digit CNN to make a handful of mistakes
+HELDOUT_COUNT = 300  # 30 of each digit: enough for the digit CNN to make a handful of mistakes
 
 
 def make_digits() -> None:

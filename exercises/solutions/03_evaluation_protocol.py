@@ -39,7 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "tasks.py").is_file())))
+EXERCISES = next((p for p in Path(__file__).resolve().parents if (p / "tasks.py").is_file()), None)
+if EXERCISES:  # inside the course folder; grade.py finds tasks.py for a copy kept elsewhere
+    sys.path.insert(0, str(EXERCISES))
 import tasks  # noqa: E402  (puts the course folder on sys.path)
 import utils  # noqa: E402
 
@@ -137,7 +139,7 @@ def rank_methods(model: nn.Module, inputs: torch.Tensor, target=None, seed: int 
 def main() -> None:
     model = utils.load_mnist_cnn()
     images, labels = tasks.heldout_digits()
-    x = images[::25]  # 20 digits, two of each class
+    x = images[::15]  # 20 digits, two of each class
     tiny = x[:1]
     steps = [("deletion_curve_blurred (TODO 1)", lambda: deletion_curve_blurred(model, tiny, tiny, steps=2)),
              ("area_under_curve (TODO 2)", lambda: area_under_curve(torch.ones(1, 3))),
