@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,14 @@ def test_no_noise_is_the_vanilla_gradient():
     model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
     assert_close(sg.smoothgrad(model, x, [1, 2], n_samples=3, noise_level=0.0),
                  vanilla.vanilla_gradient(model, x, [1, 2], absolute=False))
+
+
+def test_structure_is_zero_for_speckle_and_one_for_regions():
+    speckle = np.indices((8, 8)).sum(0) % 2.0  # a pixel checkerboard: every 2x2 tile averages to 0.5
+    regions = np.kron(np.array([[0.0, 1.0], [1.0, 0.2]]), np.ones((4, 4)))  # constant on 4x4 tiles
+    share = sg.structure(np.stack([speckle, regions, speckle + 0.1 * regions]), block=2)
+    assert share[0] == pytest.approx(0.0) and share[1] == pytest.approx(1.0)
+    assert 0.0 < share[2] < 1.0
 
 
 # %% Captum: the same noise gives the same numbers ----------------------------------------
@@ -168,7 +177,8 @@ def test_main_quick_imagenet(cached_resnet18, tmp_path, capsys):
     assert "sigma =" in capsys.readouterr().out
 
 
-def test_main_quick_mnist(tmp_path):
+def test_main_quick_mnist(tmp_path, capsys):
     sg.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     for name in ("noise_grid", "smoothgrad"):
         assert (tmp_path / f"03_{name}_mnist.png").stat().st_size > 10_000
+    assert "Structure in the map as displayed" in capsys.readouterr().out

@@ -24,10 +24,10 @@ def test_linear_model_from_zero_is_w_times_x_for_every_rule_and_step_count(metho
     model = linear_model(2 * 3 * 4)
     x = torch.randn(2, 2, 3, 4, dtype=torch.float64)
     w = model[1].weight.detach()
-    a = ig.integrated_gradients(model, x, [0, 2], steps=steps, method=method)
+    a = ig.integrated_gradients(model, x, target=[0, 2], steps=steps, method=method)
     assert torch.allclose(a, torch.stack([w[0], w[2]]).view_as(x) * x, rtol=1e-12, atol=1e-12)
     x_baseline = torch.randn_like(x)  # any baseline: (x - x') * w
-    a = ig.integrated_gradients(model, x, [0, 2], x_baseline, steps, method)
+    a = ig.integrated_gradients(model, x, target=[0, 2], baseline=x_baseline, steps=steps, method=method)
     assert torch.allclose(a, torch.stack([w[0], w[2]]).view_as(x) * (x - x_baseline), rtol=1e-12, atol=1e-12)
 
 
@@ -51,13 +51,13 @@ def test_quadrature_rules():
 def test_bad_arguments_raise_value_errors():
     model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
     with pytest.raises(ValueError, match="riemann_left"):
-        ig.integrated_gradients(model, x, 0, method="simpson")
+        ig.integrated_gradients(model, x, target=0, method="simpson")
     with pytest.raises(ValueError, match=">= 2"):
-        ig.integrated_gradients(model, x, 0, steps=1, method="riemann_trapezoid")
+        ig.integrated_gradients(model, x, target=0, steps=1, method="riemann_trapezoid")
     with pytest.raises(ValueError, match="broadcast"):
-        ig.integrated_gradients(model, x, 0, baseline=torch.zeros(3, 3))
+        ig.integrated_gradients(model, x, target=0, baseline=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="batch_size"):
-        ig.integrated_gradients(model, x, 0, batch_size=0)
+        ig.integrated_gradients(model, x, target=0, batch_size=0)
 
 
 # %% Completeness ----------------------------------------------------------------------
@@ -76,8 +76,9 @@ def test_completeness_converges_on_a_relu_network(method):
     x, x_baseline = torch.randn(3, 12, dtype=torch.float64), torch.randn(3, 12, dtype=torch.float64)
     deltas = []
     for steps in (4, 16, 64, 256):
-        a = ig.integrated_gradients(model, x, [0, 1, 2], x_baseline, steps, method)
-        deltas.append(ig.completeness_delta(model, x, a, x_baseline, [0, 1, 2]).abs())
+        a = ig.integrated_gradients(model, x, target=[0, 1, 2], baseline=x_baseline, steps=steps,
+                                    method=method)
+        deltas.append(ig.completeness_delta(model, x, a, baseline=x_baseline, target=[0, 1, 2]).abs())
     scale = a.abs().flatten(1).sum(1)  # the total amount of attribution, |S(x) - S(x')| can be ~0
     assert (deltas[-1] < deltas[0] / 8).all() and (deltas[-1] < deltas[1]).all(), deltas
     assert (deltas[-1] < 0.005 * scale).all(), (deltas, scale)  # within 0.5% at 256 steps
@@ -87,9 +88,84 @@ def test_completeness_delta_equals_captums_convergence_delta():
     model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
     attributions, delta = IntegratedGradients(model).attribute(
         x, baselines=0.2, target=[1, 3], n_steps=8, method="riemann_left", return_convergence_delta=True)
-    ours = ig.completeness_delta(model, x, attributions, 0.2, [1, 3])
+    ours = ig.completeness_delta(model, x, attributions, baseline=0.2, target=[1, 3])
     assert ours.shape == (2,)
     assert torch.allclose(ours, delta.float(), atol=1e-5)
+
+
+# %% Asking for a tolerance ----------------------------------------------------------------
+
+
+def test_within_tolerance_is_exact_at_two_points_on_a_linear_model():
+    model = linear_model(2 * 3 * 4)
+    x, x_baseline = torch.randn(2, 2, 3, 4, dtype=torch.float64), torch.randn(2, 2, 3, 4, dtype=torch.float64)
+    w = model[1].weight.detach()
+    a, steps = ig.integrated_gradients_within(model, x, target=[0, 2], baseline=x_baseline, tolerance=1e-9)
+    assert steps.tolist() == [2, 2]  # a constant integrand: both ends say all there is
+    assert torch.allclose(a, torch.stack([w[0], w[2]]).view_as(x) * (x - x_baseline), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("tolerance", [0.05, 0.01])
+def test_within_tolerance_meets_it_on_a_relu_network_and_approaches_the_integral(tolerance):
+    model = relu_mlp()
+    torch.manual_seed(1)
+    x, x_baseline = torch.randn(3, 12, dtype=torch.float64), torch.randn(3, 12, dtype=torch.float64)
+    a, steps = ig.integrated_gradients_within(model, x, target=[0, 1, 2], baseline=x_baseline,
+                                              tolerance=tolerance, max_steps=4097)
+    delta = ig.completeness_delta(model, x, a, baseline=x_baseline, target=[0, 1, 2])
+    change = -ig.completeness_delta(model, x, torch.zeros_like(x), baseline=x_baseline, target=[0, 1, 2])
+    assert (delta.abs() <= tolerance * change.abs()).all() and (steps < 4097).all(), (delta / change, steps)
+    # the refined path's attributions approach the integral itself, not only its sum
+    exact = ig.integrated_gradients(model, x, target=[0, 1, 2], baseline=x_baseline, steps=20001)
+    scale = exact.abs().flatten(1).sum(1)
+    assert ((a - exact).abs().flatten(1).sum(1) < 4 * tolerance * scale).all()
+
+
+def test_within_tolerance_stops_at_max_steps_and_bounds_every_forward_pass():
+    model = CountingModel(relu_mlp())
+    x = torch.randn(2, 12, dtype=torch.float64)
+    a, steps = ig.integrated_gradients_within(model, x, target=[0, 1], tolerance=1e-6, max_steps=7,
+                                              batch_size=3)
+    assert steps.tolist() == [7, 7]
+    assert max(model.batches) <= 3
+    # 2 examples x 7 path points, plus the forward pass that picks the classes
+    assert sum(model.batches) == 2 * 7 + 2
+
+
+def test_within_tolerance_bad_arguments_and_contract():
+    model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
+    for kwargs in ({"tolerance": 0.0}, {"tolerance": float("nan")}, {"max_steps": 1}):
+        with pytest.raises(ValueError, match="tolerance"):
+            ig.integrated_gradients_within(model, x, target=0, **kwargs)
+
+    def method(model, inputs, target, **kwargs):
+        return ig.integrated_gradients_within(model, inputs, target, **kwargs)[0]
+
+    assert_no_side_effects(method, max_steps=5, batch_size=2)
+    assert_target_errors(method, max_steps=3)
+
+
+def test_rule_errors_are_the_completeness_deltas_of_each_rule():
+    model = relu_mlp()
+    torch.manual_seed(2)
+    x, x_baseline = torch.randn(2, 12, dtype=torch.float64), torch.randn(2, 12, dtype=torch.float64)
+    classes = torch.tensor([1, 2])
+    rules = ig.convergence_rules(3)
+    errors = ig.rule_errors(model, x, classes, x_baseline, rules, batch_size=5)
+    change = -ig.completeness_delta(model, x, torch.zeros_like(x), baseline=x_baseline, target=classes)
+    for method, steps in rules:
+        a = ig.integrated_gradients(model, x, target=classes, baseline=x_baseline, steps=steps, method=method)
+        delta = ig.completeness_delta(model, x, a, baseline=x_baseline, target=classes)
+        assert torch.allclose(errors[method, steps], delta / change, atol=1e-10), (method, steps)
+
+
+def test_completeness_table_keeps_names_whole_and_says_x_prime(capsys):
+    off = ig.print_completeness(["astronaut", "rocket"], ["drilling platform", "space shuttle"], [50, 50],
+                                torch.tensor([10.18, 6.6]), torch.tensor([6.47, 6.5]), 0.05)
+    out = capsys.readouterr().out
+    assert off == 1
+    assert "drilling platform" in out and "S(x)-S(x')" in out and "x_" not in out
+    assert "+57.3%" in out and "OFF by more than 5%" in out and "within 5%" in out
 
 
 # %% Captum ---------------------------------------------------------------------------
@@ -108,7 +184,7 @@ def test_equals_captum_on_a_small_cnn_with_number_and_tensor_baselines(method):
     model, x = tiny_cnn(), torch.rand(2, 3, 8, 8)
     torch.manual_seed(3)
     for baseline in (None, 0.3, torch.rand(2, 3, 8, 8)):
-        ours = ig.integrated_gradients(model, x, [1, 4], baseline, steps=7, method=method)
+        ours = ig.integrated_gradients(model, x, target=[1, 4], baseline=baseline, steps=7, method=method)
         theirs = captum_ig(model, x, [1, 4], 0.0 if baseline is None else baseline, 7, method)
         assert_close(ours, theirs)
 
@@ -119,7 +195,8 @@ def test_equals_captum_on_resnet18(method):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
     baseline = torch.randn(1, 3, 1, 1)  # broadcast: one colour for every pixel and example
-    ours = ig.integrated_gradients(model, x, [5, 600], baseline, steps=6, method=method, batch_size=5)
+    ours = ig.integrated_gradients(model, x, target=[5, 600], baseline=baseline, steps=6, method=method,
+                                   batch_size=5)
     theirs = captum_ig(model, x, [5, 600], baseline.expand_as(x).contiguous(), 6, method)
     assert_close(ours, theirs)
 
@@ -127,10 +204,11 @@ def test_equals_captum_on_resnet18(method):
 def test_batch_size_changes_nothing_and_bounds_every_forward_pass():
     model = CountingModel(tiny_cnn())
     x = torch.rand(3, 3, 8, 8)
-    whole = ig.integrated_gradients(model, x, [0, 1, 2], 0.1, steps=10)
+    whole = ig.integrated_gradients(model, x, target=[0, 1, 2], baseline=0.1, steps=10)
     model.batches.clear()
     for batch_size in (1, 4, 7, 30, 1000):
-        chunked = ig.integrated_gradients(model, x, [0, 1, 2], 0.1, steps=10, batch_size=batch_size)
+        chunked = ig.integrated_gradients(model, x, target=[0, 1, 2], baseline=0.1, steps=10,
+                                          batch_size=batch_size)
         assert_close(chunked, whole, rtol=1e-5)
         assert max(model.batches) <= batch_size
         model.batches.clear()
@@ -156,7 +234,8 @@ def test_no_side_effects():
 
 
 @pytest.mark.parametrize("flags", [["--steps", "1"], ["--steps", "-3"], ["--steps", "many"],
-                                   ["--batch-size", "0"], ["--method", "simpson"]])
+                                   ["--batch-size", "0"], ["--method", "simpson"], ["--tolerance", "0"],
+                                   ["--tolerance", "1.5"], ["--max-steps", "1"]])
 def test_bad_flags_exit_2_with_one_line(flags, tmp_path, capsys):
     assert_bad_flag(ig.main, flags, tmp_path, capsys)
 
@@ -168,7 +247,17 @@ def test_main_quick_imagenet(cached_resnet18, tmp_path, capsys):
     assert "Completeness" in capsys.readouterr().out
 
 
-def test_main_quick_mnist(tmp_path):
+def test_main_quick_mnist(tmp_path, capsys):
     ig.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path), "--steps", "4"])
     for name in ("path", "baselines", "convergence"):
         assert (tmp_path / f"04_{name}_mnist.png").stat().st_size > 10_000
+    out = capsys.readouterr().out
+    assert "with 4 steps" in out and "verdict" in out
+
+
+def test_main_tolerance_reports_the_steps_it_took(tmp_path, capsys):
+    ig.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path), "--steps", "4",
+             "--tolerance", "0.05", "--max-steps", "65"])
+    out = capsys.readouterr().out
+    assert "refined until within 5%" in out
+    assert "still miss" in out or "Every example is within 5%" in out
