@@ -551,8 +551,9 @@ def load_digits(count: int = 10) -> tuple[torch.Tensor, list[int], str]:
     """Sample digits `(count, 1, 28, 28)` in [0, 1], their labels, and where they came from.
 
     Real MNIST test digits when `torchvision.datasets.MNIST` finds them in
-    data/mnist (downloaded by tools/train_mnist_cnn.py); otherwise the small set
-    shipped in data/digits. Digits cycle 0, 1, ..., 9.
+    data/mnist (downloaded by `tools/train_mnist_cnn.py --source mnist`); otherwise
+    the 20 real MNIST digits shipped in data/digits (two per class, from the
+    held-out split the digit CNN never trained on). Digits cycle 0, 1, ..., 9.
     """
     try:
         from torchvision.datasets import MNIST
@@ -565,7 +566,7 @@ def load_digits(count: int = 10) -> tuple[torch.Tensor, list[int], str]:
                 break
         picks = [first_of[i % 10][i // 10] for i in range(count)]
         x = test_set.data[picks].float().div(255.0)[:, None]
-        return x, [int(test_set.targets[i]) for i in picks], "MNIST test set"
+        return x, [int(test_set.targets[i]) for i in picks], f"{count} MNIST test digits from data/mnist/"
     except (RuntimeError, OSError, KeyError, IndexError):
         pass  # not downloaded: use the shipped digits
     paths = sorted(DIGITS_DIR.glob("*.png"))
@@ -578,7 +579,7 @@ def load_digits(count: int = 10) -> tuple[torch.Tensor, list[int], str]:
     picks_p = [by_label[labels[i % len(labels)]][(i // len(labels)) % len(by_label[labels[i % len(labels)]])]
                for i in range(count)]
     x = torch.stack([digit_tensor(open_image(p)) for p in picks_p])
-    return x, [int(p.stem.split("_")[-1]) for p in picks_p], "digits shipped in data/digits"
+    return x, [int(p.stem.split("_")[-1]) for p in picks_p], f"{count} real MNIST digits shipped in data/digits/"
 
 
 # %% Layers and hooks (lecture 5) ----------------------------------------------------------
@@ -1054,7 +1055,7 @@ def setup_demo(args: argparse.Namespace, n_images: int | None = None, n_digits: 
     else:
         x, labels, source = load_digits(n_digits)
         stems = [f"digit {label}" for label in labels]
-        print(f"Digits from the {source}.")
+        print(f"Digits: {source}")
     return Demo("mnist", "mnist", model.to(device).eval(), x.to(device), stems, MNIST_CLASSES, device)
 
 

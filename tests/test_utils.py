@@ -402,7 +402,7 @@ def test_sample_digits_come_from_torchvision_mnist_when_it_is_there(tmp_path, mo
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
     monkeypatch.setattr(utils, "MNIST_DIR", tmp_path)
     x, digits, source = utils.load_digits(12)
-    assert source == "MNIST test set" and digits == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert source == "12 MNIST test digits from data/mnist/" and digits == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     first = [int(np.flatnonzero(labels == d)[0]) for d in range(10)]
     second_zero, second_one = int(np.flatnonzero(labels == 0)[1]), int(np.flatnonzero(labels == 1)[1])
     picked = (x[:, 0, 10, 10] * 255).round().long() - 1

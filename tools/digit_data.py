@@ -50,6 +50,22 @@ def mnist_split(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x[keep], y[keep]
 
 
+def write_samples(out_dir: Path, per_class: int = 2) -> list[Path]:
+    """The digits shown to students: the first `per_class` held-out digits of each class,
+    by index (shown, never chosen by score), as `sample_NN_label.png`, light on black."""
+    x, y = mnist_split("heldout")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(10 * per_class):
+        label, rank = i % 10, i // 10
+        index = int(torch.nonzero(y == label)[rank])  # the rank-th held-out digit of this class
+        path = out_dir / f"sample_{i:02d}_{label}.png"
+        Image.fromarray((x[index, 0] * 255).round().byte().numpy(), mode="L").save(path)
+        paths.append(path)
+    return paths
+
+
 def uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 UCI digits, made MNIST-like (held out entirely)."""
     try:
