@@ -106,8 +106,9 @@ def run_check(check: Check) -> tuple[bool, str]:
     return True, f"ok    {name}"
 
 
-def grade(exercise: int, path: Path, out=sys.stdout) -> tuple[int, int]:
+def grade(exercise: int, path: Path, out=None) -> tuple[int, int]:
     """Run every check of `exercise` on the file at `path`; print one line each and the score."""
+    out = out or sys.stdout
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -140,3 +140,21 @@ def test_running_a_starter_lists_what_is_left(exercise, capsys):
     module.main()
     out = capsys.readouterr().out
     assert "left to do" in out and f"python exercises/grade.py {exercise}" in out
+
+
+def test_the_graders_references_equal_lecture_8():
+    """Exercise 3's curve is lecture 8's deletion with a blurred baseline; exercise 4's pointing game is lecture 8's."""
+    import torch
+
+    comparative = grade.utils.load_lecture("08_comparative_analysis")
+    if not hasattr(comparative, "deletion_curve") or not hasattr(comparative, "pointing_game"):
+        pytest.skip("lecture 8 has no deletion_curve or pointing_game yet")
+    model = grade.GradingCNN(channels=3, seed=1)
+    x = torch.rand(2, 3, 9, 8, generator=torch.Generator().manual_seed(0))
+    saliency = torch.randn(2, 3, 9, 8, generator=torch.Generator().manual_seed(1))
+    ours = grade.reference_curve(model, x, saliency, [0, 2], 6)
+    theirs = comparative.deletion_curve(model, x, saliency, [0, 2], steps=6, baseline=grade.reference_blur(x))
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    mask = torch.rand(4, 9, 8, generator=torch.Generator().manual_seed(2)) > 0.9
+    heat = torch.rand(4, 1, 9, 8, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(grade.reference_pointing(heat, mask, 3), comparative.pointing_game(heat, mask, 3))
