@@ -24,7 +24,7 @@ Run:      python exercises/01_occlusion.py     (a figure in outputs/exercises/ o
 """
 from __future__ import annotations
 
-import math
+import math  # math.ceil, for TODO 1
 import sys
 from pathlib import Path
 
