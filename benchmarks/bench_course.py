@@ -2,6 +2,7 @@
 
     python benchmarks/bench_course.py                # both tracks, quick and full -> benchmarks/results_course.md
     python benchmarks/bench_course.py --quick-only   # the --quick runs only (what CI may run)
+    python benchmarks/bench_course.py --full-only    # the runs without --quick only
     python benchmarks/bench_course.py --tracks mnist --quick-only
 
 Each run is a fresh process, `python NN_lecture.py [--quick] [--model mnist] --device cpu
@@ -70,17 +71,19 @@ def fmt(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick-only", action="store_true", help="only the --quick runs (CI)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--quick-only", action="store_true", help="only the --quick runs (CI)")
+    only.add_argument("--full-only", action="store_true", help="only the runs without --quick")
     parser.add_argument("--tracks", nargs="+", choices=["mnist", "imagenet"], default=["mnist", "imagenet"])
     parser.add_argument("--lectures", nargs="+", default=None,
                         help="lecture numbers to run, e.g. 03 04 (default: all)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"write the table here (default: {RESULTS.relative_to(ROOT)} unless --quick-only)")
+                        help=f"write the table here (default: {RESULTS.relative_to(ROOT)} for a run of both modes)")
     args = parser.parse_args(argv)
     lectures = [name for name in LECTURES if args.lectures is None or name[:2] in args.lectures]
-    modes = [True] if args.quick_only else [True, False]
-    out = args.out if args.out is not None else (None if args.quick_only else RESULTS)
+    modes = [True] if args.quick_only else [False] if args.full_only else [True, False]
+    out = args.out if args.out is not None else (None if args.quick_only or args.full_only else RESULTS)
 
     columns = [(track, quick) for track in args.tracks for quick in modes]
     results: dict[tuple[str, str, bool], dict] = {}
@@ -130,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         "On an idle machine with two cores the wall time lies between half the CPU time and",
         "all of it; on a shared machine the wall time also counts the waiting.", "",
         *(f"- {note}" for note in notes),
-        f"- all lectures with --quick: {', '.join(quick_totals)} (target: under {QUICK_TARGET_S // 60} min per track)",
+        *([f"- all lectures with --quick: {', '.join(quick_totals)} (target: under {QUICK_TARGET_S // 60} min "
+           "per track)"] if quick_totals else []),
         "", *lines])
     print("\n" + report)
     print(f"\n({time.perf_counter() - started:.0f} s in all)")

@@ -1,15 +1,17 @@
 """Every method of the course against its trusted reference, on the same work: time, limit, memory.
 
-    python benchmarks/bench_methods.py            # the full tables -> benchmarks/results.md (about 40 min)
+    python benchmarks/bench_methods.py            # the full tables -> benchmarks/results.md (~25 CPU minutes)
     python benchmarks/bench_methods.py --quick    # every row on small images, about a minute
     python benchmarks/bench_methods.py --smoke    # seconds; what CI runs (fails only if something crashes)
+    python benchmarks/bench_methods.py --batches 8 --steps 10 --vgg-size 112 --mem-steps 4 16 64
+                                                  # what fits a busy shared machine (~6 CPU minutes)
 
 1. Speed. For each network (random ResNet-18 and VGG-11, 224x224) and batch (1 and 8),
    each method of lectures 1 to 7 (and 9's LRP when that lecture exists) runs beside
    its reference (Captum; Grad-CAM also pytorch-grad-cam) on the same model, inputs,
    target classes and amount of work: the same quadrature rule and step count for
    integrated gradients, the same sample count and model evaluations per forward pass
-   for SmoothGrad. Each side is warmed up once, then timed several times, ours and the
+   for SmoothGrad (50 samples and steps on ResNet-18, 10 on VGG-11). Each side is warmed up once, then timed several times, ours and the
    reference alternating (ABBA) so that load from other processes slows both alike;
    the table shows medians and ours / reference. "agree" is max|ours - ref| / max|ref|
    on the warm-up outputs: the check that both sides really computed the same thing
@@ -25,8 +27,10 @@
    /proc/self/clear_refs; freed heap memory is returned with malloc_trim first so an
    earlier run cannot hide this one's allocations). tracemalloc does not see tensors.
 
-One process, `torch.set_num_threads(1)` by default, so numbers compare across machines
-with other work on them. Random weights: speed does not depend on what was learned.
+One process, `torch.set_num_threads(1)` by default, and the process's CPU time by default
+(`--clock wall` for the wall clock, which the table shows as a cross-check): on a machine
+shared with other work the wall clock also counts the time spent waiting for a core. With
+one thread, CPU time is the work done. Random weights: speed does not depend on what was learned.
 """
 from __future__ import annotations
 
@@ -62,11 +66,11 @@ LRP_EPSILON = 1e-6  # lecture 9's default stabiliser, on both sides
 # repeats: least timed runs per side (fast rows get more, up to budget_s per side, at most 4x);
 # long_repeats: timed runs per side for SmoothGrad and IG (2 = ABBA, balanced against drift).
 CONFIGS = {
-    "full": dict(models=["resnet18", "vgg11"], batches=[1, 8], size=224, steps=50, vgg_steps=10,
+    "full": dict(models=["resnet18", "vgg11"], batches=[1, 8], size=224, vgg_size=224, steps=50, vgg_steps=10,
                  repeats=3, long_repeats=2, budget_s=4.0, mem_steps=[8, 32, 128], mem_size=224),
-    "quick": dict(models=["resnet18", "vgg11"], batches=[8], size=64, steps=4, vgg_steps=4,
+    "quick": dict(models=["resnet18", "vgg11"], batches=[8], size=64, vgg_size=64, steps=4, vgg_steps=4,
                   repeats=3, long_repeats=2, budget_s=1.0, mem_steps=[4, 16, 64], mem_size=64),
-    "smoke": dict(models=["resnet18", "vgg11"], batches=[2], size=32, steps=2, vgg_steps=2,
+    "smoke": dict(models=["resnet18", "vgg11"], batches=[2], size=32, vgg_size=32, steps=2, vgg_steps=2,
                   repeats=1, long_repeats=1, budget_s=0.0, mem_steps=[2, 4], mem_size=32),
 }
 
@@ -98,18 +102,32 @@ def load_average() -> str:
 # %% Timing ------------------------------------------------------------------------------------
 @dataclass
 class Timing:
+    """Seconds per timed run of each side, on the clock the tables use and on the wall clock."""
+
     ours: list[float] = field(default_factory=list)
     ref: list[float] = field(default_factory=list)
+    ours_wall: list[float] = field(default_factory=list)
+    ref_wall: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
         return statistics.median(self.ours) / statistics.median(self.ref)
 
+    @property
+    def wall_ratio(self) -> float:
+        return statistics.median(self.ours_wall) / statistics.median(self.ref_wall)
 
-def timed(fn: Callable[[], object]) -> tuple[float, object]:
-    start = time.perf_counter()
+
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+CLOCK = "cpu"  # set by --clock
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
+    """(seconds on CLOCK, seconds on the wall clock, fn's result)."""
+    clock = CLOCKS[CLOCK]
+    start, start_wall = clock(), time.perf_counter()
     out = fn()
-    return time.perf_counter() - start, out
+    return clock() - start, time.perf_counter() - start_wall, out
 
 
 def time_pair(ours: Callable[[], object], ref: Callable[[], object], repeats: int, budget_s: float = 0.0,
@@ -120,20 +138,22 @@ def time_pair(ours: Callable[[], object], ref: Callable[[], object], repeats: in
     A fast row gets more than `repeats` runs, as many as fit in `budget_s` per side (at
     most 4x). SmoothGrad and IG warm up on a cheaper call (`warm_*`) and get `repeats`.
     """
-    t_ours, out_ours = timed(warm_ours or ours)
-    t_ref, out_ref = timed(warm_ref or ref)
+    t_ours, _, out_ours = timed(warm_ours or ours)
+    t_ref, _, out_ref = timed(warm_ref or ref)
     if warm_ours is None:
         repeats = max(repeats, min(4 * repeats, int(budget_s / max(t_ours, t_ref, 1e-3))))
     timing = Timing()
     for r in range(repeats):
         order = [("ours", ours), ("ref", ref)] if r % 2 == 0 else [("ref", ref), ("ours", ours)]
         for side, fn in order:
-            getattr(timing, side).append(timed(fn)[0])
+            seconds, wall, _ = timed(fn)
+            getattr(timing, side).append(seconds)
+            getattr(timing, side + "_wall").append(wall)
     return timing, out_ours, out_ref
 
 
 def disagreement(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    ours, ref = torch.as_tensor(ours).double(), torch.as_tensor(ref).double().reshape(ours.shape)
+    ours, ref = torch.as_tensor(ours).detach().double(), torch.as_tensor(ref).detach().double().reshape(ours.shape)
     scale = ref.abs().max()
     return float((ours - ref).abs().max() / (scale if scale > 0 else 1.0))
 
@@ -380,25 +400,33 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_true", help="32x32 images, one run each: seconds (CI)")
     parser.add_argument("--models", nargs="+", choices=["resnet18", "vgg11"], help="networks (default both)")
     parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default 1 8)")
-    parser.add_argument("--steps", type=int, help="SmoothGrad samples and IG steps, both networks "
-                        "(default 50 on ResNet-18, 10 on VGG-11)")
+    parser.add_argument("--steps", type=int, help="SmoothGrad samples and IG steps on ResNet-18 (default 50)")
     parser.add_argument("--repeats", type=int, help="least timed runs per side (default 3)")
+    parser.add_argument("--size", type=int, help="image side for ResNet-18 (default 224)")
+    parser.add_argument("--vgg-size", type=int, help="image side for VGG-11 (default 224; it costs 4x "
+                        "ResNet-18's time per image, so a busy machine may want 112)")
+    parser.add_argument("--vgg-steps", type=int, help="SmoothGrad samples and IG steps on VGG-11 (default 10)")
+    parser.add_argument("--mem-steps", type=int, nargs="+", help="step counts of the memory table (default 8 32 128)")
+    parser.add_argument("--mem-size", type=int, help="image side of the memory table (default 224)")
     parser.add_argument("--batch-size", type=int, default=8,
                         help="SmoothGrad / IG model evaluations per forward pass, both sides (default 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                        help="cpu: this process's CPU time (default; on a shared machine the wall clock "
+                             "also counts waiting for a core); wall: time.perf_counter")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"write the tables here (default: {RESULTS.relative_to(ROOT)} for the full run, "
                              "none for --quick and --smoke)")
     args = parser.parse_args(argv)
     config = dict(CONFIGS["smoke" if args.smoke else "quick" if args.quick else "full"])
-    for key in ("models", "batches", "steps", "repeats"):
+    for key in ("models", "batches", "steps", "repeats", "size", "vgg_size", "vgg_steps", "mem_steps", "mem_size"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    if args.steps is not None:
-        config["vgg_steps"] = args.steps
     out = args.out if args.out is not None else (None if args.quick or args.smoke else RESULTS)
 
+    global CLOCK
+    CLOCK = args.clock
     torch.set_num_threads(args.threads)
     lectures = load_lectures()
     info = machine()
@@ -410,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     for model_name in config["models"]:
         model = make_model(model_name)
         for n_examples in config["batches"]:
-            x, target = make_inputs(n_examples, config["size"])
+            side = config["vgg_size"] if model_name == "vgg11" else config["size"]
+            x, target = make_inputs(n_examples, side)
             steps = config["vgg_steps"] if model_name == "vgg11" else config["steps"]
             rows, skipped = rows_for(model_name, model, x, target, steps, args.batch_size, lectures)
             notes += [f"{model_name}, batch {n_examples}: {s}" for s in skipped if s not in notes]
@@ -422,18 +451,19 @@ def main(argv: list[str] | None = None) -> int:
                 timing, out_ours, out_ref = time_pair(row.ours, row.ref, repeats, config["budget_s"],
                                                       row.warm_ours, row.warm_ref)
                 agree = f"{row.compare(out_ours, out_ref):.0e}" if row.compare else "-"
-                speed.append([model_name, str(n_examples), row.method, row.reference, ms(timing.ours),
-                              ms(timing.ref), f"**{timing.ratio:.2f}**", str(len(timing.ours)), agree])
+                speed.append([f"{model_name} {side}", str(n_examples), row.method, row.reference, ms(timing.ours),
+                              ms(timing.ref), f"**{timing.ratio:.2f}**", f"{timing.wall_ratio:.2f}",
+                              str(len(timing.ours)), agree])
                 print(" | ".join(speed[-1]), flush=True)
                 if row.n:
-                    limit.append([model_name, str(n_examples), row.method, ms([one]),
+                    limit.append([f"{model_name} {side}", str(n_examples), row.method, ms([one]),
                                   f"{statistics.median(timing.ours) / (row.n * one):.2f}",
                                   f"{statistics.median(timing.ref) / (row.n * one):.2f}"])
     sections = [
-        f"## Speed: ours / reference ({config['size']}x{config['size']}, random weights, "
-        f"{args.threads} thread{'s' * (args.threads > 1)}, median of the timed runs)\n\n"
-        + markdown(["network", "batch", "method", "reference", "ours ms", "reference ms", "ours / ref", "runs",
-                    "agree"], speed),
+        "## Speed: ours / reference (network and image side, random weights, "
+        f"{args.threads} thread{'s' * (args.threads > 1)}, {args.clock} time, median of the timed runs)\n\n"
+        + markdown(["network", "batch", "method", "reference", "ours ms", "reference ms", "ours / ref",
+                    "wall-clock ours / ref", "runs", "agree"], speed),
         "## Distance from the limit: time / (n x one batched forward + backward pass)\n\n"
         f"SmoothGrad and IG at `batch_size` {args.batch_size} (model evaluations per pass, both sides).\n\n"
         + markdown(["network", "batch", "method", "one pass ms", "ours", "reference"], limit),
