@@ -23,6 +23,7 @@ Run:          python 09_advanced_techniques.py                (VGG-16 for LRP, V
 In seconds:   python 09_advanced_techniques.py --quick
 Digits:       python 09_advanced_techniques.py --model mnist   (the digit CNN and the digit ViT)
 Options:      --epsilon 0.25  --gamma 0.25  --head-fusion max  --discard-ratio 0.9
+Offline, LRP explains the digit CNN (EfficientNet-Lite0 has BatchNorm) and rollout the digit ViT.
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def why_lrp_refuses(model: nn.Module) -> str | None:
         label = f"layer {name or type(m).__name__ + ' itself'} is {type(m).__name__}"
         own = [p for p, _ in m.named_parameters(recurse=False)]
         if not isinstance(m, LRP_LAYERS) and (own or not list(m.children())):
-            reason = f"which uses parameters of its own ({', '.join(own)})" if own else "which has no LRP rule"
+            reason = f"which uses parameters of its own ({', '.join(own)})" if own else \
+                "which has no LRP rule"
             return f"{label}, {reason}; the rules cover {', '.join(t.__name__ for t in LRP_LAYERS)}"
         if isinstance(m, nn.MaxPool2d) and m.return_indices:
             return f"{label} with return_indices=True: it returns indices as well as its output"
@@ -206,7 +208,7 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target=None, rule: str = "epsilo
     x = inputs.detach().clone()  # even an in-place first layer cannot touch the caller's tensor
     steps, logits = record_steps(model, x)  # the chain of layers, checked
     scores, classes = utils.target_scores(logits, target)  # (N,) f_c(x)
-    R = torch.zeros_like(logits).scatter(1, classes[:, None], scores[:, None])  # (N, K): f_c at c, 0 elsewhere
+    R = torch.zeros_like(logits).scatter(1, classes[:, None], scores[:, None])  # (N, K): f_c at c, else 0
     for step in reversed(steps):
         R = R.reshape(step.out_shape)  # undoes a torch.flatten between two layers
         if isinstance(step.module, RULE_LAYERS):
@@ -225,7 +227,8 @@ def check_vit(model: nn.Module) -> None:
     from torchvision.models import VisionTransformer
 
     if not isinstance(model, VisionTransformer):
-        raise utils.InputError(f"attention rollout reads torchvision's VisionTransformer; got {type(model).__name__}")
+        raise utils.InputError("attention rollout reads torchvision's VisionTransformer; "
+                               f"got {type(model).__name__}")
 
 
 def attention_maps(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
@@ -252,7 +255,8 @@ def attention_maps(model: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]
                 n, t, d = q.shape  # q, k: (N, T, D)
                 q = q.view(n, t, heads, d // heads).transpose(1, 2)  # (N, heads, T, d/heads)
                 k = k.view(n, t, heads, d // heads).transpose(1, 2)
-                maps.append((q @ k.transpose(-2, -1) / math.sqrt(d // heads)).softmax(dim=-1))  # (N, heads, T, T)
+                scores = q @ k.transpose(-2, -1) / math.sqrt(d // heads)  # (N, heads, T, T)
+                maps.append(scores.softmax(dim=-1))
     finally:
         for handle in handles:
             handle.remove()
@@ -351,7 +355,8 @@ def token_grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=No
         scores, _ = utils.target_scores(model(x), target)  # (N,) S_c
         tokens = captured.activation  # (N, 1 + h*w, D)
         if tokens is None or tokens.dim() != 3 or tokens.shape[1] != 1 + side * side:
-            raise utils.InputError(f"layer {type(module).__name__} does not output the {1 + side * side} tokens")
+            raise utils.InputError(f"layer {type(module).__name__} does not output the "
+                                   f"{1 + side * side} tokens")
         (grads,) = torch.autograd.grad(scores.sum(), tokens)  # (N, 1 + h*w, D)
 
     def as_grid(t: torch.Tensor) -> torch.Tensor:  # drop the class token; (N, h*w, D) -> (N, D, h, w)
@@ -465,7 +470,8 @@ def wine_table(seed: int) -> Table | None:
     train, test = order[: len(x) * 2 // 3], order[len(x) * 2 // 3:]
     mean, std = x[train].mean(0), x[train].std(0)
     x = (x - mean) / std  # 0 now means "the average wine", which is IG's zero baseline here
-    names = [n.replace("od280/od315_of_diluted_wines", "OD280/OD315").replace("_", " ") for n in data.feature_names]
+    names = [n.replace("od280/od315_of_diluted_wines", "OD280/OD315").replace("_", " ")
+             for n in data.feature_names]
     return Table(x[train], y[train], x[test], y[test], names, [f"cultivar {c}" for c in range(3)])
 
 
@@ -481,6 +487,11 @@ def tabular_models(table: Table, seed: int) -> dict[str, nn.Module]:
 
 
 # %% Figures --------------------------------------------------------------------------
+
+
+def short(name: str, width: int = 20) -> str:
+    """A class name short enough for a panel title ("American Staffordshire terrier" is not)."""
+    return name if len(name) <= width else name[: width - 3].rstrip() + "..."
 
 
 def upsampled(maps: torch.Tensor, size: Sequence[int]) -> np.ndarray:
@@ -506,6 +517,8 @@ def plot_vit(images: np.ndarray, titles: list[str], columns: list[tuple[str, np.
     for row, (image, title) in enumerate(zip(images, titles)):
         utils.show_image(axes[row, 0], image, title)
         for col, (label, maps) in enumerate(columns, start=1):
+            if not maps[row].any():  # e.g. Grad-CAM when no patch raises S_c
+                label += "\n(all zero)"
             utils.show_heatmap(axes[row, col], maps[row], label, image=image, label="/ max")
     return fig
 
@@ -513,7 +526,8 @@ def plot_vit(images: np.ndarray, titles: list[str], columns: list[tuple[str, np.
 def plot_flat_digits(images: np.ndarray, titles: list[str], columns: list[tuple[str, torch.Tensor]]):
     """One row per digit: the digit, then signed maps reshaped to 28 x 28."""
     fig, axes = utils.figure_grid(len(images), 1 + len(columns), panel=2.3,
-                                  title="The same methods on an MLP over 784 flattened pixels, and on the CNN")
+                                  title="The same methods on an MLP over 784 flattened pixels, "
+                                        "and on the CNN")
     for row, (image, title) in enumerate(zip(images, titles)):
         utils.show_image(axes[row, 0], image, title)
         for col, (label, maps) in enumerate(columns, start=1):
@@ -572,8 +586,8 @@ def lrp_demo(args, demo: utils.Demo) -> tuple[utils.Demo, str]:
     if reason is None:
         return demo, demo.network
     print(f"LRP cannot explain {demo.model_name}: {reason}.")
-    if demo.track == "imagenet" and not args.quick:
-        vgg = photo_demo(demo, "vgg16")
+    if demo.track == "imagenet" and not args.quick and (args.model or args.default_model) != "vgg16":
+        vgg = photo_demo(demo, "vgg16")  # (setup_demo has already tried it when it was the one asked for)
         if vgg is not None:
             print("LRP explains VGG-16 instead, a plain chain of convolutions, ReLUs and pooling.")
             return vgg, "vgg16"
@@ -601,14 +615,17 @@ def print_conservation(model: nn.Module, x: torch.Tensor, c: int, epsilon: float
     print(f"  {'layer':>14} {'receives':>10} {'hands on':>10} {'biases take':>12} {'eps takes':>10}")
     for t in trace:
         received, given, bias = float(t["out"][0]), float(t["in"][0]), float(t["bias"][0])
-        print(f"  {t['layer']:>14} {received:10.4f} {given:10.4f} {bias:12.4f} {received - given - bias:10.4f}")
+        eps_took = received - given - bias
+        print(f"  {t['layer']:>14} {received:10.4f} {given:10.4f} {bias:12.4f} {eps_took:10.4f}")
     total = float(R.sum())
-    print(f"  sum of R over the input: {total:.4f} = {total / logit:.0%} of f_c(x); the rest went to biases and eps")
+    print(f"  sum of R over the input: {total:.4f} = {total / logit:.0%} of f_c(x); "
+          "the rest went to biases and eps")
     bare = without_biases(model)
     R0 = lrp(bare, x, c, rule="epsilon", epsilon=TINY_EPSILON)
     with torch.no_grad():
         logit0 = float(bare(x)[0, c])
-    print(f"  the same network with every bias set to 0, eps = {TINY_EPSILON:g}: sum of R = {float(R0.sum()):.6f}, "
+    print(f"  the same network with every bias set to 0, eps = {TINY_EPSILON:g}: "
+          f"sum of R = {float(R0.sum()):.6f}, "
           f"f_c(x) = {logit0:.6f}: conserved")
 
 
@@ -616,7 +633,8 @@ def run_lrp(args, demo: utils.Demo, target) -> None:
     lrp_on, network = lrp_demo(args, demo)
     model, x = lrp_on.model, lrp_on.x
     with torch.no_grad():
-        classes = utils.resolve_target(model(x), target if lrp_on is demo else None)  # (N,)
+        same_classes = lrp_on.categories == demo.categories  # --target names the demo's classes
+        classes = utils.resolve_target(model(x), target if same_classes else None)  # (N,)
     lrp_0 = lrp(model, x, classes, rule="epsilon", epsilon=TINY_EPSILON)  # (N, C, H, W)
     grad_x_input = gxi.gradient_x_input(model, x, classes)  # lecture 2
     lrp_eps = lrp(model, x, classes, rule="epsilon", epsilon=args.epsilon)
@@ -628,10 +646,12 @@ def run_lrp(args, demo: utils.Demo, target) -> None:
     print("A ResNet adds its input to its output (x + f(x)): the relevance must be split between "
           "the two branches, and its BatchNorm folded into the conv before it; these rules do "
           "neither, so ResNets need rules of their own.")
-    titles = [f"{n}\nclass '{lrp_on.class_name(int(c))}'" for n, c in zip(lrp_on.names, classes)]
+    titles = [f"{n}\nclass '{short(lrp_on.class_name(int(c)))}'" for n, c in zip(lrp_on.names, classes)]
     columns = [("gradient x input (lecture 2)", grad_x_input), (f"LRP-0 (eps = {TINY_EPSILON:g})", lrp_0),
-               (f"LRP-eps (eps = {args.epsilon:g})", lrp_eps), (f"LRP-gamma (gamma = {args.gamma:g})", lrp_gamma)]
-    utils.save_figure(plot_lrp(lrp_on.display(), titles, columns, network), args.out_dir, f"09_lrp_{lrp_on.track}.png")
+               (f"LRP-eps (eps = {args.epsilon:g})", lrp_eps),
+               (f"LRP-gamma (gamma = {args.gamma:g})", lrp_gamma)]
+    utils.save_figure(plot_lrp(lrp_on.display(), titles, columns, network), args.out_dir,
+                      f"09_lrp_{lrp_on.track}.png")
 
 
 # %% The demo, part 2: a Vision Transformer ---------------------------------------------------
@@ -654,7 +674,8 @@ def run_vit(args, demo: utils.Demo, target) -> None:
     model, x = vit_on.model, vit_on.x
     side = model.image_size // model.patch_size
     with torch.no_grad():
-        classes = utils.resolve_target(model(x), target if vit_on is demo else None)  # (N,)
+        same_classes = vit_on.categories == demo.categories  # --target names the demo's classes
+        classes = utils.resolve_target(model(x), target if same_classes else None)  # (N,)
     maps = attention_maps(model, x)  # per block (N, heads, T, T)
     T = maps[0].shape[-1]
     print(f"\n{network}: {len(maps)} blocks of {maps[0].shape[1]} heads, T = {T} tokens "
@@ -662,10 +683,11 @@ def run_vit(args, demo: utils.Demo, target) -> None:
     last = maps[-1].mean(1)[:, 0, 1:].reshape(-1, side, side)  # (N, h, w) the class token's row, last block
     rollout_plain = attention_rollout(model, x, "mean", 0.0)  # (N, h, w)
     rollout_tuned = attention_rollout(model, x, args.head_fusion, args.discard_ratio)
-    rows = rollout_layer(maps[0], args.head_fusion, args.discard_ratio).sum(-1)
-    print(f"  every row of every rollout step sums to 1 (first block: {float(rows.min()):.6f} to "
-          f"{float(rows.max()):.6f}); the class token's share from the patches: "
-          f"{float(rollout_plain[0].sum()):.3f} (mean fusion), the rest stays with itself")
+    rows = torch.stack([rollout_layer(m, args.head_fusion, args.discard_ratio).sum(-1) for m in maps])
+    print(f"  every row of every block's rollout step sums to 1 ({float(rows.min()):.6f} to "
+          f"{float(rows.max()):.6f}); the first example's class token draws "
+          f"{float(rollout_plain[0].sum()):.3f} "
+          "from the patches (mean fusion), the rest from itself")
     cam = token_grad_cam(model, x, classes)  # (N, 1, H, W) from the next-to-last block
     small = token_grad_cam(model, x, classes, upsample=False)
     dead = token_grad_cam(model, x, classes, layer=model.encoder.layers[-1], relu=False, upsample=False)
@@ -673,11 +695,13 @@ def run_vit(args, demo: utils.Demo, target) -> None:
           f"{small.shape[-1]} grid, upsampled to {x.shape[-2]}x{x.shape[-1]}. At the LAST block the map "
           f"is {float(dead.abs().max()):.1g} everywhere: only the class token reaches the head from there.")
     images = vit_on.display()
-    titles = [f"{n}\nclass '{vit_on.class_name(int(c))}'" for n, c in zip(vit_on.names, classes)]
+    titles = [f"{n}\nclass '{short(vit_on.class_name(int(c)))}'" for n, c in zip(vit_on.names, classes)]
     columns = [("last block's attention\n(class token, mean of heads)", upsampled(last, x.shape[-2:])),
                ("rollout (mean, no discard)", upsampled(rollout_plain, x.shape[-2:])),
-               (f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})", upsampled(rollout_tuned, x.shape[-2:])),
-               ("Grad-CAM on tokens\n(next-to-last block)", utils.scale_for_display(cam[:, 0].cpu().numpy(), 100.0))]
+               (f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})",
+                upsampled(rollout_tuned, x.shape[-2:])),
+               ("Grad-CAM on tokens\n(next-to-last block)",
+                utils.scale_for_display(cam[:, 0].cpu().numpy(), 100.0))]
     utils.save_figure(plot_vit(images, titles, columns, network), args.out_dir, f"09_vit_{vit_on.track}.png")
 
 
@@ -705,7 +729,8 @@ def run_flat_digits(args, demo: utils.Demo) -> None:
 def run_tabular(args) -> None:
     table = wine_table(args.seed)
     if table is None:
-        print("\nThe tabular example is skipped: it needs scikit-learn (pip install -r requirements-dev.txt).")
+        print("\nThe tabular example is skipped: it needs scikit-learn "
+              "(pip install -r requirements-dev.txt).")
         return
     models = tabular_models(table, args.seed)
     print(f"\nWine (13 standardised measurements, 3 cultivars), {len(table.x_test)} test wines:")
@@ -721,10 +746,13 @@ def run_tabular(args) -> None:
     ig_mlp = ig.integrated_gradients(mlp, x, target=c, baseline=0.0, steps=64)[0]
     grad_mlp = vanilla.vanilla_gradient(mlp, x, c, absolute=False)[0]
     delta = float(ig.completeness_delta(mlp, x, ig_mlp[None], baseline=0.0, target=c)[0])
-    print(f"  The MLP: IG's completeness gap {delta:+.1e}; its gradient is local and ignores how far x is from 0.")
-    panels = [("logistic regression", [("coefficient w_c", w.numpy()), ("IG = w_c * x", ig_logistic.numpy())]),
+    print(f"  The MLP: IG's completeness gap {delta:+.1e}; its gradient is local and ignores "
+          "how far x is from 0.")
+    panels = [("logistic regression", [("coefficient w_c", w.numpy()),
+                                       ("IG = w_c * x", ig_logistic.numpy())]),
               ("MLP 13-32-3", [("gradient dS/dx", grad_mlp.numpy()), ("IG", ig_mlp.numpy())])]
-    title = f"Attributions per feature for one test wine, class '{table.classes[c]}' (baseline: the average wine)"
+    title = (f"Attributions per feature for one test wine, class '{table.classes[c]}' "
+             "(baseline: the average wine)")
     labels = [f"{name} (x = {v:+.1f} sd)" for name, v in zip(table.features, x[0].tolist())]
     utils.save_figure(plot_tabular(labels, panels, title), args.out_dir, "09_tabular.png")
 
@@ -755,7 +783,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--head-fusion", choices=HEAD_FUSIONS, default=HEAD_FUSION,
                         help=f"how attention rollout fuses heads (default {HEAD_FUSION})")
     parser.add_argument("--discard-ratio", type=utils.float_in_range(0.0, 0.99), default=DISCARD_RATIO,
-                        help=f"fraction of each attention matrix rollout drops, smallest first (default {DISCARD_RATIO})")
+                        help="fraction of each attention matrix rollout drops, smallest first "
+                             f"(default {DISCARD_RATIO})")
     args = parser.parse_args(argv)
     check_model(args)
     load_digit_vit(), load_digit_mlp()  # fail now, in one line, if data/ lost their weights

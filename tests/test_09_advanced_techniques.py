@@ -14,7 +14,7 @@ from torch import nn
 
 import utils
 from conftest import ROOT, lecture
-from helpers import assert_close, hooks_left
+from helpers import assert_bad_flag, assert_close, hooks_left
 
 L9 = lecture("09_advanced_techniques")
 lrp = L9.lrp
@@ -29,8 +29,8 @@ class VGGLike(nn.Module):
             nn.Conv2d(3, 8, 3, padding=1, bias=bias), nn.ReLU(inplace=True), nn.MaxPool2d(2),
             nn.Conv2d(8, 16, 3, padding=1, bias=bias), nn.ReLU(inplace=True), nn.AvgPool2d(2))
         self.avgpool = nn.AdaptiveAvgPool2d(3)
-        self.classifier = nn.Sequential(nn.Linear(16 * 9, 32, bias=bias), nn.ReLU(inplace=True), nn.Dropout(0.5),
-                                        nn.Linear(32, classes, bias=bias))
+        self.classifier = nn.Sequential(nn.Linear(16 * 9, 32, bias=bias), nn.ReLU(inplace=True),
+                                        nn.Dropout(0.5), nn.Linear(32, classes, bias=bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -213,6 +213,12 @@ def test_the_command_line_refuses_a_resnet_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flags", [["--epsilon", "0"], ["--discard-ratio", "1"], ["--head-fusion", "median"],
+                                   ["--gamma", "-1"]])
+def test_bad_flags_are_one_line(flags, tmp_path, capsys):
+    assert_bad_flag(L9.main, flags, tmp_path, capsys)
+
+
 # --- LRP: the contract ---------------------------------------------------------------------------
 
 
@@ -267,7 +273,8 @@ def test_recomputed_attention_equals_multihead_attentions_own_weights():
     for handle in handles:
         handle.remove()
     for block, tokens, ours in zip(vit.encoder.layers, seen, L9.attention_maps(vit, x)):
-        _, theirs = block.self_attention(tokens, tokens, tokens, need_weights=True, average_attn_weights=False)
+        _, theirs = block.self_attention(tokens, tokens, tokens, need_weights=True,
+                                         average_attn_weights=False)
         assert torch.allclose(ours, theirs, atol=1e-6)
 
 
@@ -374,7 +381,8 @@ def test_grad_cam_on_tokens_has_the_patch_grids_shape():
     vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
     assert L9.token_grad_cam(vit, x, [1, 2], upsample=False).shape == (2, 1, 4, 4)
     assert L9.token_grad_cam(vit, x, [1, 2]).shape == (2, 1, 16, 16)
-    last = L9.token_grad_cam(vit, x, [1, 2], layer="encoder.layers.encoder_layer_2", relu=False, upsample=False)
+    last = L9.token_grad_cam(vit, x, [1, 2], layer="encoder.layers.encoder_layer_2", relu=False,
+                             upsample=False)
     assert not last.any()  # after the last block only the class token reaches the head
     assert not hooks_left(vit)
 
@@ -412,7 +420,8 @@ def test_the_shipped_digit_vit_reads_real_handwriting():
 
     assert L9.DIGIT_VIT_WEIGHTS.stat().st_size < 5_000_000
     model = L9.load_digit_vit()
-    for (x, y), floor in ((digit_data.mnist_split("heldout"), HELD_OUT_FLOOR), (digit_data.uci_digits(), UCI_FLOOR)):
+    for (x, y), floor in ((digit_data.mnist_split("heldout"), HELD_OUT_FLOOR),
+                          (digit_data.uci_digits(), UCI_FLOOR)):
         with torch.no_grad():
             accuracy = float((model(x).argmax(1) == y).float().mean())
         assert accuracy >= floor
@@ -443,8 +452,10 @@ def small_vgg16(weights=None) -> nn.Module:
 def small_vit_b_16(weights=None) -> nn.Module:
     from torchvision.models import VisionTransformer
 
-    return VisionTransformer(image_size=224, patch_size=32, num_layers=2, num_heads=2, hidden_dim=16,
-                             mlp_dim=16, num_classes=1000)
+    model = VisionTransformer(image_size=224, patch_size=32, num_layers=2, num_heads=2, hidden_dim=16,
+                              mlp_dim=16, num_classes=1000)
+    nn.init.normal_(model.heads.head.weight, std=0.1)  # torchvision starts the head at zero
+    return model
 
 
 @pytest.fixture

@@ -70,7 +70,8 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     pen = uniform(-0.6, 1.0).view(n, 1, 1, 1)  # < 0 thins, > 0 thickens, by a fraction of a pixel
     x = torch.where(pen > 0, x + pen * (thicker - x), x + (-pen) * (thinner - x))
     blur = torch.tensor([0.25, 0.5, 0.25])
-    blurred = F.conv2d(F.conv2d(x, blur.view(1, 1, 1, 3), padding=(0, 1)), blur.view(1, 1, 3, 1), padding=(1, 0))
+    blurred = F.conv2d(x, blur.view(1, 1, 1, 3), padding=(0, 1))
+    blurred = F.conv2d(blurred, blur.view(1, 1, 3, 1), padding=(1, 0))
     x = torch.lerp(x, blurred, uniform(0.0, 1.0).view(n, 1, 1, 1))
     angle, scale, shear = torch.deg2rad(uniform(-12, 12)), torch.exp(uniform(-0.15, 0.15)), uniform(-0.2, 0.2)
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 / 14)  # grid units: 2/28 per pixel
@@ -84,7 +85,8 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> float:
     model.eval()
-    correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+                  for i in range(0, len(x), batch))
     return correct / max(len(x), 1)
 
 
@@ -144,9 +146,11 @@ def evaluate(weights: Path, network: str) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", choices=["vit", "mlp"], default="vit")
-    parser.add_argument("--epochs", type=int, default=None, help=f"default {EPOCHS} (vit), {MLP_EPOCHS} (mlp)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"default {EPOCHS} (vit), {MLP_EPOCHS} (mlp)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="default: data/digit_vit.pt or data/digit_mlp.pt")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: data/digit_vit.pt or data/digit_mlp.pt")
     parser.add_argument("--evaluate", type=Path, default=None, metavar="WEIGHTS",
                         help="only measure these weights on real handwriting")
     args = parser.parse_args(argv)
@@ -154,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluate(args.evaluate, args.network)
     else:
         epochs = args.epochs or (EPOCHS if args.network == "vit" else MLP_EPOCHS)
-        out = args.out or (lecture9.DIGIT_VIT_WEIGHTS if args.network == "vit" else lecture9.DIGIT_MLP_WEIGHTS)
+        default = lecture9.DIGIT_VIT_WEIGHTS if args.network == "vit" else lecture9.DIGIT_MLP_WEIGHTS
+        out = args.out or default
         train(args.network, epochs, args.seed, out)
 
 
