@@ -67,8 +67,10 @@ BASELINE_ROWS = 3  # examples in the baseline comparison, which runs IG 3 + NOIS
 DIGITS = 6
 NOISE_DRAWS = 4  # uniform-noise baselines averaged over this many draws (2 with --quick)
 MNIST_MEAN = 0.1307  # the mean pixel of MNIST's training set: the digit track's "dataset mean"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ImageNet's mean colour (RGB, pixels in [0, 1]): the photos' one
 BLUR_FRACTION = 1 / 16  # the blurred baseline's Gaussian sigma, as a fraction of the image size
 PATH_FRAMES = 6  # images shown along the path
+BANDS = ("riemann_trapezoid", "gausslegendre")  # this lecture's default and Captum's: their spread is shown
 CONVERGENCE_LEVELS = 7  # the convergence figure doubles the steps from 2 to 2^7 = 128 ...
 QUICK_CONVERGENCE_LEVELS = 4  # ... or to 16 with --quick
 
@@ -252,9 +254,10 @@ def baselines_for(demo: utils.Demo, draws: int, generator: torch.Generator) -> d
     mean = torch.tensor(demo.mean, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(demo.std, device=x.device).view(1, -1, 1, 1)
     uniform = torch.rand((draws, *x.shape), generator=generator).to(x.device)  # (draws, N, C, H, W)
-    dataset_mean = torch.zeros_like(x) if demo.track == "imagenet" else torch.full_like(x, MNIST_MEAN)
+    pixel_mean = torch.tensor(IMAGENET_MEAN if demo.track == "imagenet" else (MNIST_MEAN,), device=x.device)
+    dataset_mean = ((pixel_mean.view(1, -1, 1, 1) - mean) / std).expand_as(x)  # 0 only if normalised by it
     return {
-        "black": demo.black(),  # (0 - mean) / std: 0 itself is the mean colour (Captum PR #428)
+        "black": demo.black(),  # (0 - mean) / std; a 0 input is the normalisation's mean (Captum PR #428)
         "blurred": gaussian_blur(x, [kernel, kernel], [sigma, sigma]),
         "uniform noise": (uniform - mean) / std,  # noise drawn in pixel space, then normalised
         "dataset mean": dataset_mean,
@@ -284,21 +287,23 @@ def plot_path(demo: utils.Demo, x_baseline: torch.Tensor, classes: torch.Tensor,
     import matplotlib.ticker as ticker
 
     x, c = demo.x[:1], int(classes[0])
-    alphas = torch.linspace(0, 1, 41, device=x.device)  # (41,)
-    path = x_baseline[:1] + alphas.view(-1, 1, 1, 1) * (x - x_baseline[:1])  # (41, C, H, W)
+    # the curve is sampled densely near the baseline, where the score changes fastest
+    alphas = torch.cat([torch.linspace(0, 1, PATH_FRAMES), torch.linspace(0, 0.1, 41),
+                        torch.linspace(0.1, 1, 37)]).unique().to(x.device)  # (A,) sorted
+    path = x_baseline[:1] + alphas.view(-1, 1, 1, 1) * (x - x_baseline[:1])  # (A, C, H, W)
     with torch.no_grad():
-        logits = demo.model(path)  # (41, K)
+        logits = utils.forward_in_chunks(demo.model, path, BATCH_SIZE)  # (A, K)
     scores = logits[:, c].cpu()
     probabilities = logits.softmax(1)[:, c].cpu()
-    frames = np.linspace(0, 40, PATH_FRAMES).round().astype(int)
+    frames = torch.searchsorted(alphas, torch.linspace(0, 1, PATH_FRAMES, device=x.device))  # (PATH_FRAMES,)
     images = demo.display(path[frames])
     fig, axes = utils.figure_grid(1, PATH_FRAMES + 1, panel=2.2,
                                   title=f"x' + alpha (x - x'): from the black baseline to '{demo.names[0]}'; "
                                         f"p = probability of '{explained}'")
-    for ax, frame, image in zip(axes[0], frames, images):
+    for ax, frame, image in zip(axes[0], frames.tolist(), images):
         utils.show_image(ax, image, f"alpha = {alphas[frame]:.1f}, p = {probabilities[frame]:.0%}")
     ax = axes[0, -1]
-    ax.plot(alphas.cpu(), scores, color="tab:red")
+    ax.plot(alphas.cpu(), scores, color="tab:red", lw=1)
     ax.xaxis.set_major_locator(ticker.AutoLocator())
     ax.yaxis.set_major_locator(ticker.AutoLocator())
     ax.tick_params(labelsize=7)
@@ -312,8 +317,8 @@ def plot_baselines(demo: utils.Demo, baselines: dict[str, torch.Tensor],
     """Row 0: the baselines of the first example. Then per example: IG from each baseline."""
     names = list(baselines)
     fig, axes = utils.figure_grid(rows + 1, len(names) + 1, panel=2.4,
-                                  title="Integrated Gradients depends on the baseline "
-                                        "(signed, sum over channels)")
+                                  title="Integrated Gradients depends on the baseline (signed"
+                                        + (", sum over channels)" if demo.x.shape[1] > 1 else ")"))
     utils.show_image(axes[0, 0], demo.display()[0], f"x = {demo.names[0]}")
     for col, name in enumerate(names, start=1):
         b = baselines[name]
@@ -332,7 +337,7 @@ def plot_baselines(demo: utils.Demo, baselines: dict[str, torch.Tensor],
 
 
 def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: float, what: str):
-    """Median |completeness error| over the examples against path points, with their min-max band."""
+    """Median |completeness error| over the examples against path points; min-max bands for two rules."""
     import matplotlib.ticker as ticker
 
     fig, axes = utils.figure_grid(1, 1, panel=5.0, title=f"Completeness error against steps\n{what}")
@@ -343,8 +348,8 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
         n = np.array([steps for _, steps in rules], dtype=float)
         e = 100 * torch.stack([errors[rule].abs() for rule in rules]).numpy()  # (counts, N) in %
         line, = ax.loglog(n, np.median(e, axis=1), marker="o", ms=4, label=method)
-        if e.shape[1] > 1:
-            ax.fill_between(n, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.12, lw=0)
+        if e.shape[1] > 1 and method in BANDS:
+            ax.fill_between(n, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
     ax.axhline(100 * tolerance, color="k", lw=1, label=f"the paper's rule of thumb, {tolerance:.0%}")
     ax.xaxis.set_major_locator(ticker.LogLocator(base=2))
     ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
@@ -353,8 +358,8 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
     ax.tick_params(labelsize=8)
     ax.set_xlabel("path points (model evaluations per example)", fontsize=9)
     ax.set_ylabel("|sum IG - (S_c(x) - S_c(x'))| / |S_c(x) - S_c(x')|", fontsize=9)
-    ax.legend(fontsize=8, title="median over the examples;\nband: min to max", title_fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.legend(fontsize=8, title="lines: median over the examples\nbands: min to max, for the\n"
+              "trapezoid and Gauss-Legendre", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, which="major", alpha=0.3)
     return fig
 
@@ -434,8 +439,9 @@ def main(argv: Sequence[str] | None = None) -> None:
               "their paths cross more ReLU kinks than that many points resolve. Raise --max-steps "
               "(each point costs a forward and a backward pass) or read their attributions as that far off.")
     elif off:
-        print(f"{off} of {len(classes)} examples miss the paper's {tolerance:.0%}: {steps} steps are too few "
-              "for this network (see the header: along the path the integrand jumps). Ask for "
+        why = f"--quick takes {steps} steps to run in seconds, " if args.quick and not args.steps else ""
+        print(f"{off} of {len(classes)} examples miss the paper's {tolerance:.0%}: {why}{steps} steps are too "
+              "few for this network (see the header: along the path the integrand jumps). Ask for "
               f"--tolerance {TOLERANCE} and the path is refined until they are within it.")
     else:
         print(f"Every example is within {tolerance:.0%}.")
