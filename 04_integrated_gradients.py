@@ -439,9 +439,11 @@ def main(argv: Sequence[str] | None = None) -> None:
               "their paths cross more ReLU kinks than that many points resolve. Raise --max-steps "
               "(each point costs a forward and a backward pass) or read their attributions as that far off.")
     elif off:
-        why = f"--quick takes {steps} steps to run in seconds, " if args.quick and not args.steps else ""
-        print(f"{off} of {len(classes)} examples miss the paper's {tolerance:.0%}: {why}{steps} steps are too "
-              "few for this network (see the header: along the path the integrand jumps). Ask for "
+        few = f"{steps} steps are too few for this network"
+        if args.quick and not args.steps:
+            few = f"--quick takes only {steps} steps, to run in seconds, and that is too few for this network"
+        print(f"{off} of {len(classes)} examples miss the paper's {tolerance:.0%}: {few} "
+              "(see the header: along the path the integrand jumps). Ask for "
               f"--tolerance {TOLERANCE} and the path is refined until they are within it.")
     else:
         print(f"Every example is within {tolerance:.0%}.")
