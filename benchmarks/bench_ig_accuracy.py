@@ -31,6 +31,7 @@ The two forward passes S(x) and S(x') that any check needs are not counted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -219,7 +220,9 @@ def main(argv=None) -> None:
         lines.append(f"| {name} ({cls}) | {label} | {path.change():.2f} | {captum[k]:+.1%} | "
                      + " | ".join(f"{gauss[n][k]:+.1%}" for n in GAUSS_STEPS) + f" | {' | '.join(traps)} |")
     command = " ".join(["python benchmarks/bench_ig_accuracy.py", *(sys.argv[1:] if argv is None else argv)])
-    lines += ["", f"Measured in {time.perf_counter() - started:.0f} s, {torch.get_num_threads()} thread(s): "
+    load = os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan")
+    lines += ["", f"Measured in {time.perf_counter() - started:.0f} s, {torch.get_num_threads()} thread(s), "
+                  f"{os.cpu_count()} cores, load average {load:.1f} over the last 15 minutes: "
                   f"`OMP_NUM_THREADS=1 {command}`"]
     if args.quick:  # the lecture's integrated_gradients_within takes the same path as adaptive() here
         name, _, label, path = paths[0]
