@@ -428,7 +428,7 @@ def test_the_shipped_digit_vit_reads_real_handwriting():
 
 
 HELD_OUT_FLOOR = 0.90  # measured by tools/train_digit_vit.py --evaluate (the README has the numbers)
-UCI_FLOOR = 0.80
+UCI_FLOOR = 0.70
 
 
 # --- End to end ------------------------------------------------------------------------------
