@@ -8,8 +8,9 @@ feature's share of the score.
     linear model S_c(x) = w . x + b:   sum_i A_c(x)_i + b = S_c(x)   exactly
 
 What it fixes: sensitivity is weighed by presence, so the map often looks sharper, and
-its sum means something: exactly S_c(x) - b_c for a linear model; for a network, only the
-first-order estimate of S_c(x) - S_c(0), often far off (lecture 4 makes it exact).
+its sum means something: S_c(x) - S_c(0) exactly for a linear model, and for a ReLU
+network without biases before its last layer (Euler's theorem; the digit CNN is one);
+otherwise only its first-order estimate, often far off (lecture 4 makes it exact).
 What it breaks: an input at zero gets zero, whatever its importance. Digits are raw
 [0, 1]: zero is black, and the background (a 0's empty hole) can never be credited.
 Photos are normalised: zero is the colour the normalisation subtracts (ImageNet's mean
@@ -78,6 +79,13 @@ def linear_check(x: torch.Tensor, classes: int = LINEAR_CLASSES, seed: int = LIN
         score, c = utils.target_scores(linear(x), None)  # (N,), (N,)
     bias = linear[1].bias.detach()[c]  # (N,)
     return attributions.flatten(1).sum(1) + bias, score
+
+
+def biasless_convolutions(model: nn.Module) -> bool:
+    """Whether every conv of `model` has no bias (then, with ReLU and max pooling, the part of
+    S_c before the last layer's bias is positively homogeneous: S(a x) - b = a (S(x) - b))."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return bool(convs) and all(m.bias is None for m in convs)
 
 
 def share_on(pixels: torch.Tensor, grads: torch.Tensor, attributions: torch.Tensor):
@@ -165,12 +173,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {name:>16}: sum + bias {lhs:+.5f}   S_c(x) {rhs:+.5f}")
 
     zero = "a black image" if demo.track == "mnist" else "x = 0, the normalisation's mean colour everywhere"
-    print(f"\nThe network ({demo.network}) is not linear: there the sum of x * dS/dx is only the "
-          f"first-order\n(Taylor) estimate of S_c(x) - S_c(0), where S_c(0) is the logit for {zero}."
-          "\nLecture 4 makes it exact.")
-    change = logits.gather(1, classes[:, None]) - zero_scores.gather(1, classes[:, None])  # (N, 1)
-    for name, total, d in zip(demo.names, attributions.flatten(1).sum(1).tolist(), change[:, 0].tolist()):
+    print(f"\nThe network ({demo.network}) is not linear. Does the sum of x * dS/dx still give "
+          f"S_c(x) - S_c(0),\nS_c(0) being the logit for {zero}?")
+    totals = attributions.flatten(1).sum(1)  # (N,)
+    change = (logits.gather(1, classes[:, None]) - zero_scores.gather(1, classes[:, None]))[:, 0]  # (N,)
+    for name, total, d in zip(demo.names, totals.tolist(), change.tolist()):
         print(f"  {name:>16}: sum of x * dS/dx {total:+9.3f}   S_c(x) - S_c(0) {d:+9.3f}")
+    if torch.allclose(totals, change, rtol=1e-3, atol=1e-4):
+        print("Exactly, though the network is not linear: "
+              + ("its convolutions have no biases, so\n" if biasless_convolutions(demo.model) else "\n")
+              + "S_c(x) - S_c(0) is positively homogeneous (scaling x by a > 0 scales it by a: ReLU, max "
+              "and average\npooling pass scaling through), and for such a function sum_i x_i dS_c/dx_i "
+              "= S_c(x) - S_c(0)\n(Euler's theorem). Biases, batch norm or ReLU6's clamp break it: "
+              "try --model efficientnet_lite0.")
+    else:
+        hint = " (try --model mnist)" if biasless_convolutions(utils.MnistCNN()) else ""
+        print("No: it is only the first-order (Taylor) estimate of that difference, expanded at x; "
+              "lecture 4 makes it\nexact. It is exact on a ReLU network without biases before its "
+              f"last layer{hint}.")
 
     if demo.track == "imagenet":
         black = tuple(round(b, 2) for b in demo.black()[0, :, 0, 0].tolist())

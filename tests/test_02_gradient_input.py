@@ -25,6 +25,29 @@ def test_linear_model_gives_w_times_x_and_adds_up_to_the_logit():
     assert torch.allclose(a.flatten(1).sum(1) + b[[0, 2]], model(x)[[0, 1], [0, 2]].detach())
 
 
+def relu_cnn(bias: bool) -> torch.nn.Module:
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 6, 3, padding=1, bias=bias), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(6, 3)).double().eval()
+
+
+def test_without_biases_before_the_last_layer_the_sum_is_exact_by_eulers_theorem():
+    """S_c(x) - b_c is positively homogeneous, so sum_i x_i dS_c/dx_i = S_c(x) - S_c(0) exactly."""
+    x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    for bias in (False, True):
+        model = relu_cnn(bias)
+        total = gxi.gradient_x_input(model, x, 1).flatten(1).sum(1)
+        change = (model(x) - model(torch.zeros_like(x)))[:, 1].detach()
+        assert gxi.biasless_convolutions(model) == (not bias)
+        if bias:
+            assert not torch.allclose(total, change, rtol=1e-3)  # biases break it: a first-order estimate
+        else:
+            torch.testing.assert_close(total, change, rtol=1e-12, atol=1e-12)
+
+
 def test_linear_check_printed_by_the_script_holds():
     total_plus_bias, logit = gxi.linear_check(torch.rand(3, 1, 28, 28))
     assert torch.allclose(total_plus_bias, logit, atol=1e-5)
@@ -75,6 +98,8 @@ def test_main_quick_mnist(tmp_path, capsys):
     assert (tmp_path / "02_gradient_x_input_mnist.png").stat().st_size > 10_000
     out = capsys.readouterr().out
     assert "of the pixels are black" in out and "0.0% of |x * dS/dx|" in out
+    # The verdict is measured, not assumed: exact when the digit CNN has no conv biases.
+    assert ("Exactly" in out) == gxi.biasless_convolutions(utils.MnistCNN())
 
 
 def test_share_on_counts_a_pixel_once_over_its_channels():
