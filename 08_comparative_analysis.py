@@ -561,7 +561,7 @@ def plot_side_by_side(demo, rows, maps, seconds, titles):
     images = demo.display()
     shown = {name: display_map(maps[name][rows]) for name in names}
     for r, row in enumerate(rows):
-        utils.show_image(axes[r, 0], images[row], titles[row])
+        utils.show_image(axes[r, 0], images[row], titles[row].replace(": ", "\n", 1))  # name, then class
         for col, name in enumerate(names, start=1):
             axes[r, col].imshow(shown[name][r], cmap="inferno", vmin=0, vmax=1)
             if r == 0:
@@ -595,7 +595,7 @@ def plot_curves(demo, titles, curves, aucs, chance, first: int):
         ax.set_title(f"{kind} on '{titles[first]}' ({good})", fontsize=10)
         ax.set_xlabel("fraction of pixels " + ("removed" if kind == "deletion" else "put back"))
         ax.set_ylabel("probability of the explained class")
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="upper right" if kind == "deletion" else "lower right")
         ax = axes[1, col]
         own = [float(aucs[kind][n].mean()) for n in names]
         flipped = [float(aucs[f"{kind} reversed"][n].mean()) for n in names]
@@ -609,7 +609,8 @@ def plot_curves(demo, titles, curves, aucs, chance, first: int):
         better = "LOW is good: the prediction falls fast" if kind == "deletion" else \
             "HIGH is good: the prediction returns fast"
         ax.set_title(f"{kind} AUC: {better}", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.set_ylim(0, 1.15)  # room for the legend above the bars
+        ax.legend(fontsize=7, ncol=3, loc="upper left")
     fig.suptitle(f"Deletion and insertion (RISE), {demo.network}", fontsize=12)
     return fig
 
@@ -625,7 +626,7 @@ def plot_pointing(demo, titles, row, mask, maps, hits, centre, random_rate, tole
     for (name, m), marker, colour in zip(maps.items(), MARKERS, plt.get_cmap("tab10")(np.arange(len(maps)))):
         peak = int(pixel_map(m[row: row + 1]).flatten(1).argmax(1))
         ax_img.plot(peak % w, peak // w, marker, color=colour, ms=9, mec="white", label=SHORT[name])
-    ax_img.set_title(f"'{titles[row]}': ground truth (green) and each map's maximum\n"
+    ax_img.set_title(f"'{titles[row]}'\nground truth (green) and each map's maximum\n"
                      "(markers may hide each other)", fontsize=9)
     ax_img.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax_img.set_xticks([])
@@ -644,14 +645,17 @@ def plot_pointing(demo, titles, row, mask, maps, hits, centre, random_rate, tole
     return fig
 
 
-def plot_sensitivity(demo, sizes, scores):
+def plot_sensitivity(demo, sizes, scores, noise: float):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
     for (name, values), colour, marker in zip(scores.items(), plt.get_cmap("tab10")(np.arange(len(scores))),
                                               MARKERS):
         ax.plot(sizes, values, marker + "-", color=colour, label=SHORT[name])
+    ax.axhspan(-noise, noise, color="grey", alpha=0.2, label="where a true 0 lands\n(one standard error)")
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(size) for size in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("n, pixels removed together (log scale)")
     ax.set_ylabel("mean Pearson correlation (higher is better)")
     ax.axhline(0, color="grey", lw=0.8)
@@ -680,7 +684,7 @@ def plot_sanity(demo, labels, correlations, sanity_maps, image):
     ax.set_ylabel("Spearman rank correlation with the original map")
     ax.set_title("Model randomisation (Adebayo et al. 2018): a map that stays\n"
                  "near 1 explains the image, not the model", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     axes = right.subplots(len(names), cols, squeeze=False)
     for r, name in enumerate(names):
         for c, m in enumerate(sanity_maps[name]):
@@ -723,7 +727,7 @@ def guide_rows(names, seconds, evaluations, aucs, hits, stability, sanity):
             "insertion AUC (high)": f"{aucs['insertion'][name].mean():.3f}",
             "pointing hits": f"{hits[name]:.0%}" if name in hits else "n/a",
             "stability (2 seeds)": stability.get(name, "deterministic"),
-            "sanity: rank corr. after full randomisation": f"{sanity[name]:.2f}",
+            "sanity: rank corr. as layers go (output first)": " / ".join(f"{v:.2f}" for v in sanity[name]),
         })
     return rows
 
@@ -859,10 +863,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         sizes.append(int(subsets[0, 0].sum()))
         for name, m in maps.items():
             scores[name].append(float(np.nanmean(pearson(subset_sums(m, subsets), drops.cpu()).numpy())))
-    print("\nSensitivity-n (mean Pearson correlation over inputs), n = " + ", ".join(map(str, sizes)))
+    print("\nSensitivity-n (mean Pearson correlation over inputs), n = " + ", ".join(map(str, sizes))
+          + f"\n  ({settings['subsets']} subsets per n: a true correlation of 0 shows up as about "
+          f"+-{1 / math.sqrt(settings['subsets']):.2f} per input)")
     for name in maps:
         print(f"  {name:>20}: " + "  ".join(f"{s:+.2f}" for s in scores[name]))
-    utils.save_figure(plot_sensitivity(demo, sizes, scores), args.out_dir, f"08_sensitivity_n_{track}.png")
+    noise = 1 / math.sqrt(settings["subsets"] * n)  # the standard error of a mean of n correlations of 0
+    utils.save_figure(plot_sensitivity(demo, sizes, scores, noise), args.out_dir,
+                      f"08_sensitivity_n_{track}.png")
 
     # 5. Stability: the sampled methods again, with another seed.
     stability = {}
@@ -957,13 +965,16 @@ def measure_curves(demo, maps, classes, steps, batch, seed, progress):
     cam, cam_reversed = (float(aucs[k]["Grad-CAM"].mean()) for k in ("deletion", "deletion reversed"))
     print(f"A per-pixel random deletion order: AUC {pixel:.3f}; Grad-CAM's order {cam:.3f}, its reverse "
           f"{cam_reversed:.3f}; a smooth random map {smooth_auc:.3f} (means over the inputs).")
-    if pixel < min(float(a.mean()) for a in aucs["deletion"].values()):
-        print("  The random order destroys the prediction fastest of all: scattered holes take any image "
-              "off the data\n  the network knows (Hooker et al. 2019; Rong et al. 2022): no chance line.")
+    if pixel < smooth_auc:
+        beaten = sorted(SHORT[k] for k, a in aucs["deletion"].items() if pixel < float(a.mean()))
+        print("  The per-pixel random order falls faster than the smooth random map"
+              + (f", and faster than the order of {', '.join(beaten)}" if beaten else "") + ":\n"
+              "  scattered holes take an image off the data the network knows (Hooker et al. 2019; "
+              "Rong et al. 2022),\n  so it measures the holes, not the map: no chance line.")
     else:
-        print("  Here the per-pixel order is not the fastest; on photos it usually is (scattered holes take "
-              "an image off\n  the data the network knows: Hooker et al. 2019; Rong et al. 2022): "
-              "no chance line.")
+        print("  Here the per-pixel random order falls no faster than the smooth random map; on photos it "
+              "usually does:\n  scattered holes take an image off the data the network knows (Hooker et al. "
+              "2019; Rong et al. 2022).")
     return curves, aucs, chance
 
 
@@ -1019,14 +1030,14 @@ def sanity_check(demo, runs, classes, titles, args, settings):
           "layers are re-initialised from the output backwards (" + " | ".join(labels) + ")")
     for name in runs:
         print(f"  {name:>20}: " + "  ".join(f"{v:+.2f}" for v in correlations[name]))
-    print("A map that stays close to 1 once every layer is random explains the image, not the model.\n"
-          "Adebayo et al. found this for guided backpropagation (lecture 6) and for guided Grad-CAM,\n"
-          "which inherits it (lecture 7). Maps that multiply by the input (gradient x input, IG from a\n"
-          "zero baseline) keep the input's zeros whatever the weights, so on digits their rank\n"
-          "correlation sees the digit, not the model.")
+    print("A map that stays close to 1 while the layers that make the decision are random explains the\n"
+          "image, not the model. Adebayo et al. found this for guided backpropagation (lecture 6) and for\n"
+          "guided Grad-CAM, which inherits it (lecture 7). Maps that multiply by the input (gradient x\n"
+          "input, IG from a zero baseline) keep the input's zeros whatever the weights, so on digits\n"
+          "their rank correlation sees the digit, not the model.")
     utils.save_figure(plot_sanity(demo, labels, correlations, shown, titles[0]), args.out_dir,
                       f"08_sanity_check_{demo.track}.png")
-    return {name: values[-1] for name, values in correlations.items()}
+    return correlations
 
 
 def right_and_wrong(demo, labels, runs, args, count: int = 3) -> None:
