@@ -475,9 +475,31 @@ def load_imagenet_model(name: str, weights_file: Path | None = None) -> tuple[nn
     return model.eval(), list(weights.meta["categories"]), weights.transforms()  # type: ignore[attr-defined]
 
 
+MAX_ASPECT = 2.0  # a longer side is cropped to this many short sides before resizing
+
+
+def central_crop(image: Image.Image, max_aspect: float = MAX_ASPECT) -> Image.Image:
+    """Crop the long side of a very wide or tall image to `max_aspect` times the short side.
+
+    The presets resize the short side to 256 and keep the central 224 x 224, so only the
+    centre survives anyway; without this, a 4000 x 2 strip would first be resized to
+    512,000 x 256 pixels. Images within the ratio are returned as they are.
+    """
+    w, h = image.size
+    short, long = min(w, h), max(w, h)
+    if long <= max_aspect * short:
+        return image
+    keep = max(1, round(max_aspect * short))
+    if w > h:
+        left = (w - keep) // 2
+        return image.crop((left, 0, left + keep, h))
+    top = (h - keep) // 2
+    return image.crop((0, top, w, top + keep))
+
+
 def preprocess(images: Sequence[Image.Image], transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
     """PIL images through the weights' own `transforms()`: a normalised batch `(N, 3, H, W)`."""
-    return torch.stack([transform(image) for image in images])
+    return torch.stack([transform(central_crop(image)) for image in images])
 
 
 def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -491,31 +513,48 @@ def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
 
 
 class MnistCNN(nn.Module):
-    """A small digit classifier for 28x28 grey images with pixels in [0, 1] (no normalisation).
+    """The course's digit classifier: 28x28 grey digits, pixels in [0, 1] (no normalisation).
 
-    Its last convolution still sees a 7x7 map, so Grad-CAM has something to
-    localise, and it is built only of layers LRP understands (lecture 9).
+    CAM's architecture (Zhou et al., 2016): convolutions, then global average
+    pooling over the last conv's 7x7 map and ONE linear layer, so class c's
+    logit is S_c = sum_k w_ck * mean_ij A_k[i, j] + b_c, with A the output of
+    the ReLU after the last conv (`features.12`, read at `CAM_LAYER`,
+    `features.13`). There dS_c/dA_k[i, j] = w_ck / 49 at every position, so
+    Grad-CAM at CAM_LAYER is exactly CAM, sum_k w_ck A_k, divided by 49
+    (lecture 5). Every position is scored by the same weights, so an empty
+    corner cannot count as evidence the way a Flatten + Linear head lets it.
+
+    The convolutions have no bias: on black background every activation is 0,
+    so the evidence can only sit where there is ink. A side effect worth
+    knowing: without biases the features are positively homogeneous,
+    f(a x) - b = a (f(x) - b) for a > 0, so from a black baseline integrated
+    gradients equals gradient x input exactly, at any step count (lecture 4).
+
+    Built only of modules LRP handles (lecture 9): Conv2d, ReLU, MaxPool2d,
+    AdaptiveAvgPool2d, Flatten, Dropout, Linear; no BatchNorm, no residuals.
     Inputs in [0, 1] keep "zero" meaning "black", which lecture 2 relies on.
+    Weights: data/mnist_cnn.pt, made by tools/train_mnist_cnn.py.
     """
 
-    CAM_LAYER = "features.9"  # the ReLU after the last conv: the layer Grad-CAM reads (lectures 5, 7)
+    CAM_LAYER = "features.13"  # the ReLU after the last conv: the layer Grad-CAM reads (lectures 5, 7)
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),  # 28x28 -> 14x14
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),  # 14x14 -> 7x7
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),  # the last conv: a 7x7 map for Grad-CAM
+            nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.ReLU(),  # 0, 1
+            nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.ReLU(),  # 2, 3
+            nn.MaxPool2d(2),  # 4: 28x28 -> 14x14
+            nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.ReLU(),  # 5, 6
+            nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.ReLU(),  # 7, 8
+            nn.MaxPool2d(2),  # 9: 14x14 -> 7x7
+            nn.Conv2d(64, 128, 3, padding=1, bias=False), nn.ReLU(),  # 10, 11
+            nn.Conv2d(128, 128, 3, padding=1, bias=False), nn.ReLU(),  # 12: the last conv; 13: CAM_LAYER
         )
         self.classifier = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),  # (N, 128, 7, 7) -> (N, 128, 1, 1): the global average
             nn.Flatten(),
-            nn.Dropout(0.3),
-            nn.Linear(64 * 7 * 7, 64), nn.ReLU(),
-            nn.Dropout(0.3),
-            nn.Linear(64, 10),
+            nn.Dropout(0.2),
+            nn.Linear(128, 10),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -226,7 +226,7 @@ def test_mnist_cnn_keeps_a_spatial_map_at_its_last_conv():
     layer = utils.find_layer(model, None)
     with utils.capture_activation(layer) as captured:
         logits = model(torch.rand(2, 1, 28, 28))
-    assert logits.shape == (2, 10) and captured.activation.shape == (2, 64, 7, 7)
+    assert logits.shape == (2, 10) and captured.activation.shape[-2:] == (7, 7)
 
 
 def test_digit_tensor_makes_dark_ink_on_paper_mnist_like():
@@ -408,3 +408,15 @@ def test_sample_digits_come_from_torchvision_mnist_when_it_is_there(tmp_path, mo
     picked = (x[:, 0, 10, 10] * 255).round().long() - 1
     assert picked.tolist() == first + [second_zero, second_one]
     assert x.shape == (12, 1, 28, 28) and x.max() <= 1.0
+
+
+def test_a_very_wide_image_is_cropped_before_resizing_and_a_photo_is_untouched():
+    """The presets keep the centre only; a 4000 x 2 strip must not become 512,000 x 256 first."""
+    strip = Image.new("RGB", (4000, 2), (200, 10, 10))
+    cropped = utils.central_crop(strip)
+    assert cropped.size == (4, 2)
+    assert utils.central_crop(strip.rotate(90, expand=True)).size == (2, 4)
+    photo = Image.new("RGB", (640, 480))
+    assert utils.central_crop(photo) is photo
+    transform = utils.ImagePreset(256, 224, (0.5,) * 3, (0.5,) * 3)
+    assert utils.preprocess([strip], transform).shape == (1, 3, 224, 224)
