@@ -118,8 +118,21 @@ def noisy_copy(x: torch.Tensor, noise_level: float, generator: torch.Generator) 
 # %% Figures --------------------------------------------------------------------------
 
 
-def bar_label(demo: utils.Demo) -> str:
-    return "max over RGB, 1 = 99th pct" if demo.track == "imagenet" else "1 = 99th pct of |value|"
+def for_display(demo: utils.Demo, maps: torch.Tensor) -> np.ndarray:
+    """(N, H, W) maps as drawn. Photos: the largest |value| over RGB, as in lecture 1. Digits:
+    signed, because on a black background every unit is off and the gradient is exactly 0,
+    while the noise turns them on, so SmoothGrad also says what ink there would do (red: raise
+    S_c, blue: lower it); the sign tells that apart from evidence on the strokes."""
+    if demo.track == "mnist":
+        return utils.scale_for_display(utils.reduce_channels(maps, "sum"), signed=True)
+    return utils.scale_for_display(utils.reduce_channels(maps, "max_abs"))
+
+
+def show_map(ax, demo: utils.Demo, heat: np.ndarray, title: str, outline: np.ndarray | None) -> None:
+    if demo.track == "mnist":
+        utils.show_heatmap(ax, heat, title, signed=True, outline=outline, label="1 = 99th pct of |value|")
+    else:
+        utils.show_heatmap(ax, heat, title, label="max over RGB, 1 = 99th pct")
 
 
 def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noise_levels, sample_counts,
@@ -137,27 +150,29 @@ def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noi
     for col, (level, copy) in enumerate(zip(noise_levels, copies)):
         utils.show_image(axes[0, col], copy, f"one noisy copy, {level:.0%}")
         for row, n in enumerate(sample_counts, start=1):
-            heat = utils.scale_for_display(utils.reduce_channels(maps[level, n], "max_abs"))[0]
             n_used = 1 if level == 0 else n  # at 0% every copy is x itself
-            utils.show_heatmap(axes[row, col], heat, f"noise {level:.0%}, n = {n_used}",
-                               label=bar_label(demo), outline=outline)
+            show_map(axes[row, col], demo, for_display(demo, maps[level, n])[0],
+                     f"noise {level:.0%}, n = {n_used}", outline)
     return fig
 
 
 def plot_comparison(demo: utils.Demo, grads, smooth, smooth_sq, explained, n_samples, noise_level):
-    """Per example: input | |vanilla gradient| | |SmoothGrad| | SmoothGrad-Squared | overlay."""
+    """Per example: input | vanilla gradient | SmoothGrad | SmoothGrad-Squared | SmoothGrad over the image."""
     images = demo.display()
-    heats = [utils.scale_for_display(utils.reduce_channels(m, "max_abs")) for m in (grads, smooth, smooth_sq)]
-    titles = ["|dS/dx| (lecture 1)", f"|SmoothGrad|, n={n_samples}", "SmoothGrad-Squared"]
+    bars = "|.|, " if demo.track == "imagenet" else ""  # photos show magnitudes, digits signed maps
+    heats = [for_display(demo, m) for m in (grads, smooth)]
+    squared = utils.scale_for_display(utils.reduce_channels(smooth_sq, "max_abs"))  # >= 0 already
     fig, axes = utils.figure_grid(len(images), 5, panel=2.4,
                                   title=f"Vanilla gradient against SmoothGrad (noise {noise_level:.0%} "
                                         f"of the range), {demo.network}")
     for row, image in enumerate(images):
         utils.show_image(axes[row, 0], image, f"{demo.names[row]}\nexplaining '{explained[row]}'")
         outline = image if demo.track == "mnist" else None  # the digit's edge: is the map on the ink?
-        for col, (heat, title) in enumerate(zip(heats, titles), start=1):
-            utils.show_heatmap(axes[row, col], heat[row], title, label=bar_label(demo), outline=outline)
-        utils.show_heatmap(axes[row, 4], heats[1][row], "SmoothGrad over the image", image=image,
+        show_map(axes[row, 1], demo, heats[0][row], f"{bars}dS/dx (lecture 1)", outline)
+        show_map(axes[row, 2], demo, heats[1][row], f"{bars}SmoothGrad, n = {n_samples}", outline)
+        utils.show_heatmap(axes[row, 3], squared[row], "SmoothGrad-Squared", outline=outline,
+                           label="1 = 99th pct" if demo.track == "mnist" else "max over RGB, 1 = 99th pct")
+        utils.show_heatmap(axes[row, 4], np.abs(heats[1][row]), "|SmoothGrad| over the image", image=image,
                            label="|SmoothGrad| (opacity = strength)")
     return fig
 
@@ -213,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     smooth = smoothgrad(demo.model, demo.x, **options)
     smooth_sq = smoothgrad(demo.model, demo.x, squared=True, **options)
     block = max(2, demo.x.shape[-1] // STRUCTURE_TILES)
-    shown = [utils.scale_for_display(utils.reduce_channels(m, "max_abs")) for m in (grads, smooth)]
+    shown = [np.abs(for_display(demo, m)) for m in (grads, smooth)]  # the strength the eye sees
     share = [structure(m, block) for m in shown]
     print(f"\nStructure in the map as displayed: the share of its variance left after averaging over "
           f"{block}x{block} tiles\n(speckle averages away, regions stay: higher means more regions, "
@@ -222,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, s_vanilla, s_smooth in zip(demo.names, *share):
         trend = "more structure" if s_smooth > s_vanilla else "less structure"
         print(f"  {name:>{width}}: vanilla gradient {s_vanilla:.2f}   SmoothGrad {s_smooth:.2f}   {trend}")
+    if demo.track == "mnist":
+        print("On a digit the gradient is 0 a few pixels away from the ink (units that see only black are "
+              "off), so there is\nlittle speckle to remove; the noise switches those units on and "
+              "SmoothGrad spreads into the background,\nwhere it tells what ink would do (red: raise S_c, "
+              "blue: lower it). Hence the signed maps in the figure.")
     utils.save_figure(plot_comparison(demo, grads, smooth, smooth_sq, explained, n_samples, args.noise_level),
                       args.out_dir, f"03_smoothgrad_{demo.track}.png")
 
