@@ -56,7 +56,7 @@ STAGES = {
     "resnet50": ["layer1", "layer2", "layer3", "layer4"],
     "vgg16": ["features.8", "features.15", "features.22", "features.29"],
     "efficientnet_lite0": ["_blocks.2", "_blocks.4", "_blocks.10", "_swish"],
-    "mnist": ["features.1", "features.3", "features.6", "features.9"],
+    "mnist": ["features.3", "features.8", "features.11", "features.13"],
 }
 
 

@@ -303,7 +303,7 @@ def test_cli_a_vision_transformer_offline_without_weights(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,words", [
     (["--model", "mnist", "--layer", "classifier"], "not an (N, C, h, w) map"),  # the digit CNN's head
-    (["--model", "mnist", "--layer", "classifier.0"], "not an (N, C, h, w) map"),  # its Flatten
+    (["--model", "mnist", "--layer", "classifier.1"], "not an (N, C, h, w) map"),  # its Flatten
     (["--model", "resnet18", "--layer", "fc"], "not an (N, C, h, w) map"),  # a Linear
     (["--model", "resnet18", "--layer", "avgpool"], "1x1 map"),  # a map with one position: nothing to localise
     (["--model", "resnet18", "--layer", ""], "no layer named"),

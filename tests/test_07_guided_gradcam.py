@@ -92,7 +92,7 @@ def test_main_quick_on_the_mnist_track_with_a_layer(tmp_path, capsys):
 
 
 def test_cli_unknown_layer_and_a_vision_transformer(tmp_path, capsys):
-    for argv, words in [(["--model", "mnist", "--layer", "features.99"], "features.8"),
+    for argv, words in [(["--model", "mnist", "--layer", "features.99"], "features.10"),
                         (["--model", "vit_b_16"], "Vision Transformer"),
                         (["--model", "mnist", "--layer", "classifier"], "not an (N, C, h, w) map")]:
         with pytest.raises(SystemExit) as exit_info:

@@ -66,6 +66,32 @@ def write_samples(out_dir: Path, per_class: int = 2) -> list[Path]:
     return paths
 
 
+def uci_style(x: torch.Tensor, stretch: bool = False) -> torch.Tensor:
+    """Digits `(N, 1, 28, 28)` made the way the UCI digits were (a validation proxy, for training
+    digits only): each fitted into a 32x32 bitmap (`stretch`: filling both sides, else keeping its
+    aspect), thresholded, counted in 4x4 blocks (8x8, 0 to 16), then as `uci_digits` does."""
+    out = []
+    for image in x[:, 0].numpy():
+        rows, cols = np.flatnonzero((image > 0.1).any(1)), np.flatnonzero((image > 0.1).any(0))
+        crop = Image.fromarray((image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] * 255).astype(np.uint8))
+        h, w = crop.height, crop.width
+        size = (32, 32) if stretch else (max(1, round(w * 32 / max(h, w))), max(1, round(h * 32 / max(h, w))))
+        bitmap = np.zeros((32, 32), np.float32)
+        big = np.asarray(crop.resize(size, Image.BILINEAR), np.float32) / 255  # (h', w')
+        top, left = (32 - big.shape[0]) // 2, (32 - big.shape[1]) // 2
+        bitmap[top:top + big.shape[0], left:left + big.shape[1]] = big > 0.5
+        counts = bitmap.reshape(8, 4, 8, 4).sum((1, 3))  # (8, 8), 0 to 16
+        out.append(_uci_to_mnist(counts))
+    return torch.from_numpy(np.stack(out))[:, None]
+
+
+def _uci_to_mnist(counts: np.ndarray) -> np.ndarray:
+    """One 8x8 UCI digit (0 to 16) -> 28x28 in [0, 1]: upsampled, fitted into 20x20, centred by mass."""
+    big = np.asarray(Image.fromarray((counts / 16 * 255).astype(np.uint8)).resize((80, 80), Image.BICUBIC),
+                     dtype=np.float32) / 255
+    return render_digits.mnist_normalise(big)
+
+
 def uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 UCI digits, made MNIST-like (held out entirely)."""
     try:
@@ -73,7 +99,5 @@ def uci_digits() -> tuple[torch.Tensor, torch.Tensor]:
     except ImportError:
         raise SystemExit("scikit-learn is not installed: pip install -r requirements-dev.txt") from None
     digits = load_digits()
-    big = [np.asarray(Image.fromarray((im / 16 * 255).astype(np.uint8)).resize((80, 80), Image.BICUBIC),
-                      dtype=np.float32) / 255 for im in digits.images]
-    x = np.stack([render_digits.mnist_normalise(b) for b in big])  # as MNIST was centred
+    x = np.stack([_uci_to_mnist(im) for im in digits.images])  # as MNIST was centred
     return torch.from_numpy(x)[:, None], torch.from_numpy(digits.target).long()

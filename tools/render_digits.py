@@ -1,10 +1,11 @@
 """Render MNIST-like digits without MNIST: typeset digits and synthetic pen strokes.
 
     python tools/render_digits.py --grid /tmp/grid.png      # look at what it draws
-    python tools/render_digits.py --samples data/digits     # rewrite the shipped samples
 
-This machine may have no internet, so `tools/train_mnist_cnn.py` can fall back
-to digits drawn here. Two kinds of digit are drawn:
+The first digit CNN of the course was trained on these, when no real handwriting
+was at hand; the digit CNN is now trained on real MNIST digits
+(tools/train_mnist_cnn.py). What is still used here is `mnist_normalise`, which
+tools/digit_data.py applies to the UCI digits. Two kinds of digit are drawn:
 
 * typeset digits, in the TrueType fonts that ship with matplotlib (DejaVu,
   STIX, Computer Modern), slanted, squeezed and thickened at random;
@@ -48,7 +49,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CANVAS = 112  # the strokes are drawn at 4x the 28-pixel scale, then shrunk (anti-aliasing)
 BOX = 20  # MNIST fits each digit into a 20x20 box ...
 SIDE = 28  # ... inside a 28x28 image
-SAMPLE_SEED = 20_240_601  # the shipped samples in data/digits: a seed training never uses
 
 
 # %% Normalisation as in MNIST --------------------------------------------------------------
@@ -406,22 +406,6 @@ def render_dataset(n: int, seed: int | Sequence[int], workers: int = 1, font_fra
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def write_samples(out_dir: Path = ROOT / "data" / "digits", seed: int = SAMPLE_SEED,
-                  per_class: int = 2) -> list[Path]:
-    """The sample digits shown to students: handwriting-style, `sample_NN_label.png`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(10 * per_class):
-        label = i % 10
-        image = render_digit(label, rng, font_fraction=0.0, clean=True)
-        path = out_dir / f"sample_{i:02d}_{label}.png"
-        Image.fromarray((image * 255).round().astype(np.uint8), mode="L").save(path)
-        paths.append(path)
-    return paths
-
-
 def save_grid(path: Path, n: int = 200, seed: int = 1) -> Path:
     """A picture of `n` rendered digits (20 a row), to check by eye that they look like MNIST."""
     images, labels = render_dataset(n, seed)
@@ -440,16 +424,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", type=Path, help="save a grid of rendered digits to this PNG")
-    parser.add_argument("--samples", type=Path, help="write the 20 sample digits into this folder")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: per task)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     args = parser.parse_args(argv)
-    if args.grid is None and args.samples is None:
-        parser.error("nothing to do: give --grid FILE and/or --samples DIR")
-    if args.grid is not None:
-        print(f"wrote {save_grid(args.grid, seed=1 if args.seed is None else args.seed)}")
-    if args.samples is not None:
-        paths = write_samples(args.samples, SAMPLE_SEED if args.seed is None else args.seed)
-        print(f"wrote {len(paths)} digits into {args.samples}")
+    if args.grid is None:
+        parser.error("nothing to do: give --grid FILE")
+    print(f"wrote {save_grid(args.grid, seed=args.seed)}")
 
 
 if __name__ == "__main__":
