@@ -456,6 +456,12 @@ def ranks(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def mean_of_defined(values) -> float:
+    """The mean of the values that are not nan (a constant map has no rank correlation); nan if none is."""
+    defined = [float(v) for v in values if not math.isnan(float(v))]
+    return sum(defined) / len(defined) if defined else float("nan")
+
+
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Spearman rank correlation of two maps (flattened); nan when one is constant."""
     ra, rb = (ranks(t.detach().double().cpu().flatten().numpy()) for t in (a, b))
@@ -750,7 +756,7 @@ def write_guide(rows, out_dir: Path, track: str) -> None:
     print(f"saved {out_dir / f'08_method_guide_{track}.md'} and .csv")
 
 
-# %% The demo --------------------------------------------------------------------------------
+# %% The measurements the demo runs, each on the maps computed once ---------------------------
 
 
 def rows_of(demo, args, objects, target):
@@ -795,103 +801,6 @@ def digit_labels(demo, args) -> list[int] | None:
         return None
     _, labels, _ = utils.load_digits(demo.x.shape[0])
     return labels
-
-
-@utils.command_line
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = utils.make_parser(__doc__)
-    parser.add_argument("--steps", type=utils.int_in_range(1, 10_000), default=None,
-                        help=f"points on each deletion and insertion curve (default {DIGIT_RUN['steps']} on "
-                             f"digits, {PHOTO_RUN['steps']} on photos, {QUICK_RUN['steps']} with --quick)")
-    parser.add_argument("--lime-samples", type=utils.int_in_range(1, 1_000_000), default=None,
-                        help=f"LIME's coalitions per image (default {DIGIT_RUN['lime']} on digits, "
-                             f"{PHOTO_RUN['lime']} on photos)")
-    parser.add_argument("--shap-samples", type=utils.int_in_range(1, 1_000_000), default=None,
-                        help=f"KernelSHAP's coalitions per image (default {DIGIT_RUN['shap']} on digits, "
-                             f"{PHOTO_RUN['shap']} on photos)")
-    parser.add_argument("--batch-size", type=utils.int_in_range(1, 100_000), default=None,
-                        help=f"perturbed inputs per forward pass (memory, not results; default "
-                             f"{DIGIT_RUN['batch']} on digits, {PHOTO_RUN['batch']} on photos)")
-    utils.add_layer_flag(parser)
-    args = parser.parse_args(argv)
-    utils.check_cam_layer(args)  # a bad --layer or a ViT: one line, before any work
-    objects = load_objects()
-    quick = args.quick
-    demo = utils.setup_demo(args, n_images=QUICK_RUN["rows"] if quick else None,
-                            n_digits=QUICK_RUN["rows"] * 2 if quick else DIGIT_RUN["rows"],
-                            images=[o["image"] for o in objects], quick_size=QUICK_RUN["size"])
-    target = utils.demo_target(args, demo)
-    layer = utils.demo_layer(args, demo)
-    if layer is not None and layer not in dict(demo.model.named_modules()):
-        layer = None  # the demo layer of an older network: fall back to the last conv
-    settings = dict(QUICK_RUN if quick else DIGIT_RUN if demo.track == "mnist" else PHOTO_RUN)
-    for key, flag in (("steps", args.steps), ("lime", args.lime_samples), ("shap", args.shap_samples),
-                      ("batch", args.batch_size)):
-        settings[key] = flag or settings[key]
-    progress, batch, track = not quick, settings["batch"], demo.track
-    titles, classes, masks, labels = rows_of(demo, args, objects, target)
-    n, (h, w) = demo.x.shape[0], demo.x.shape[-2:]
-    print(f"\n{n} inputs of {h}x{w} on {demo.network}; LIME and SHAP explain a {GRID}x{GRID} grid of cells")
-
-    # 1. Every method, once; the maps are reused by every measurement below.
-    runs = methods(layer, settings, batch)
-    maps, seconds, evaluations = explain_all(demo, runs, classes, args.seed, progress)
-    print("\nCost per image (model evaluations count forward passes; gradients add a backward each):")
-    for name in runs:
-        print(f"  {name:>20}: {seconds[name]:8.3f} s  {evaluations[name]:7.0f} evaluations")
-    show_shapley(demo, classes, maps["SHAP"], batch)
-
-    rows = list(range(min(n, SIDE_BY_SIDE_ROWS)))
-    utils.save_figure(plot_side_by_side(demo, rows, maps, seconds, titles), args.out_dir,
-                      f"08_side_by_side_{track}.png")
-
-    # 2. Deletion and insertion, with chance lines that mean something.
-    curves, aucs, chance = measure_curves(demo, maps, classes, settings["steps"], batch, args.seed, progress)
-    utils.save_figure(plot_curves(demo, titles, curves, aucs, chance, 0), args.out_dir,
-                      f"08_deletion_insertion_{track}.png")
-
-    # 3. The pointing game against a centre point and a random map.
-    hits = measure_pointing(demo, titles, maps, masks, args.out_dir, track)
-
-    # 4. Sensitivity-n: one set of subsets and output drops, shared by every method.
-    sizes, scores = [], {name: [] for name in maps}
-    generator = torch.Generator().manual_seed(args.seed)
-    fractions = SENSITIVITY_N[1::2] if quick else SENSITIVITY_N
-    for fraction in utils.progress_bar(fractions, "sensitivity-n", enabled=progress, leave=True):
-        subsets = random_subsets(n, h * w, fraction, settings["subsets"], generator)
-        drops = output_drops(demo.model, demo.x, classes, subsets, 0.0, batch)  # (N, S)
-        sizes.append(int(subsets[0, 0].sum()))
-        for name, m in maps.items():
-            scores[name].append(float(np.nanmean(pearson(subset_sums(m, subsets), drops.cpu()).numpy())))
-    print("\nSensitivity-n (mean Pearson correlation over inputs), n = " + ", ".join(map(str, sizes))
-          + f"\n  ({settings['subsets']} subsets per n: a true correlation of 0 shows up as about "
-          f"+-{1 / math.sqrt(settings['subsets']):.2f} per input)")
-    for name in maps:
-        print(f"  {name:>20}: " + "  ".join(f"{s:+.2f}" for s in scores[name]))
-    noise = 1 / math.sqrt(settings["subsets"] * n)  # the standard error of a mean of n correlations of 0
-    utils.save_figure(plot_sensitivity(demo, sizes, scores, noise), args.out_dir,
-                      f"08_sensitivity_n_{track}.png")
-
-    # 5. Stability: the sampled methods again, with another seed.
-    stability = {}
-    some = min(n, settings["stability_rows"])
-    for name in ("SmoothGrad", "LIME", "SHAP"):
-        again = runs[name](demo.model, demo.x[:some], classes[:some], args.seed + 1)
-        values = [spearman(pixel_map(maps[name][i: i + 1]), pixel_map(again[i: i + 1])) for i in range(some)]
-        stability[name] = f"{np.nanmean(values):.2f}"
-    print(f"\nStability: Spearman correlation of two runs with different seeds, mean over {some} inputs: "
-          + ", ".join(f"{k} {v}" for k, v in stability.items()))
-
-    # 6. The sanity check, on a copy of the model.
-    sanity = sanity_check(demo, runs, classes, titles, args, settings)
-
-    # 7. Right and wrong digits.
-    if track == "mnist" and labels:
-        right_and_wrong(demo, labels, runs, args)
-
-    # 8. The method guide from the numbers.
-    write_guide(guide_rows(list(maps), seconds, evaluations, aucs, hits, stability, sanity),
-                utils.check_out_dir(args.out_dir), track)
 
 
 def show_shapley(demo, classes, shap_map, batch) -> None:
@@ -1023,7 +932,7 @@ def sanity_check(demo, runs, classes, titles, args, settings):
             m = run(model, x, c, args.seed, samples)
             rho = [spearman(pixel_map(original[name][i: i + 1]), pixel_map(m[i: i + 1]))
                    for i in range(count)]
-            correlations[name].append(float(np.nanmean(rho)))
+            correlations[name].append(mean_of_defined(rho))
             shown[name].append(m[:1])
     labels = [label for label, _ in stages]
     print(f"\nSanity check on {count} input(s): Spearman rank correlation with the original map as the "
@@ -1070,6 +979,106 @@ def right_and_wrong(demo, labels, runs, args, count: int = 3) -> None:
               f"explained for {read} and {other}")
     utils.save_figure(plot_right_and_wrong(cases, maps_by_case, names), args.out_dir,
                       "08_right_and_wrong_mnist.png")
+
+
+# %% The demo: every measurement, in order ---------------------------------------------------
+
+
+@utils.command_line
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = utils.make_parser(__doc__)
+    parser.add_argument("--steps", type=utils.int_in_range(1, 10_000), default=None,
+                        help=f"points on each deletion and insertion curve (default {DIGIT_RUN['steps']} on "
+                             f"digits, {PHOTO_RUN['steps']} on photos, {QUICK_RUN['steps']} with --quick)")
+    parser.add_argument("--lime-samples", type=utils.int_in_range(1, 1_000_000), default=None,
+                        help=f"LIME's coalitions per image (default {DIGIT_RUN['lime']} on digits, "
+                             f"{PHOTO_RUN['lime']} on photos)")
+    parser.add_argument("--shap-samples", type=utils.int_in_range(1, 1_000_000), default=None,
+                        help=f"KernelSHAP's coalitions per image (default {DIGIT_RUN['shap']} on digits, "
+                             f"{PHOTO_RUN['shap']} on photos)")
+    parser.add_argument("--batch-size", type=utils.int_in_range(1, 100_000), default=None,
+                        help=f"perturbed inputs per forward pass (memory, not results; default "
+                             f"{DIGIT_RUN['batch']} on digits, {PHOTO_RUN['batch']} on photos)")
+    utils.add_layer_flag(parser)
+    args = parser.parse_args(argv)
+    utils.check_cam_layer(args)  # a bad --layer or a ViT: one line, before any work
+    objects = load_objects()
+    quick = args.quick
+    demo = utils.setup_demo(args, n_images=QUICK_RUN["rows"] if quick else None,
+                            n_digits=QUICK_RUN["rows"] * 2 if quick else DIGIT_RUN["rows"],
+                            images=[o["image"] for o in objects], quick_size=QUICK_RUN["size"])
+    target = utils.demo_target(args, demo)
+    layer = utils.demo_layer(args, demo)
+    if layer is not None and layer not in dict(demo.model.named_modules()):
+        layer = None  # the demo layer of an older network: fall back to the last conv
+    settings = dict(QUICK_RUN if quick else DIGIT_RUN if demo.track == "mnist" else PHOTO_RUN)
+    for key, flag in (("steps", args.steps), ("lime", args.lime_samples), ("shap", args.shap_samples),
+                      ("batch", args.batch_size)):
+        settings[key] = flag or settings[key]
+    progress, batch, track = not quick, settings["batch"], demo.track
+    titles, classes, masks, labels = rows_of(demo, args, objects, target)
+    n, (h, w) = demo.x.shape[0], demo.x.shape[-2:]
+    print(f"\n{n} inputs of {h}x{w} on {demo.network}; LIME and SHAP explain a {GRID}x{GRID} grid of cells")
+
+    # 1. Every method, once; the maps are reused by every measurement below.
+    runs = methods(layer, settings, batch)
+    maps, seconds, evaluations = explain_all(demo, runs, classes, args.seed, progress)
+    print("\nCost per image (model evaluations count forward passes; gradients add a backward each):")
+    for name in runs:
+        print(f"  {name:>20}: {seconds[name]:8.3f} s  {evaluations[name]:7.0f} evaluations")
+    show_shapley(demo, classes, maps["SHAP"], batch)
+
+    rows = list(range(min(n, SIDE_BY_SIDE_ROWS)))
+    utils.save_figure(plot_side_by_side(demo, rows, maps, seconds, titles), args.out_dir,
+                      f"08_side_by_side_{track}.png")
+
+    # 2. Deletion and insertion, with chance lines that mean something.
+    curves, aucs, chance = measure_curves(demo, maps, classes, settings["steps"], batch, args.seed, progress)
+    utils.save_figure(plot_curves(demo, titles, curves, aucs, chance, 0), args.out_dir,
+                      f"08_deletion_insertion_{track}.png")
+
+    # 3. The pointing game against a centre point and a random map.
+    hits = measure_pointing(demo, titles, maps, masks, args.out_dir, track)
+
+    # 4. Sensitivity-n: one set of subsets and output drops, shared by every method.
+    sizes, scores = [], {name: [] for name in maps}
+    generator = torch.Generator().manual_seed(args.seed)
+    fractions = SENSITIVITY_N[1::2] if quick else SENSITIVITY_N
+    for fraction in utils.progress_bar(fractions, "sensitivity-n", enabled=progress, leave=True):
+        subsets = random_subsets(n, h * w, fraction, settings["subsets"], generator)
+        drops = output_drops(demo.model, demo.x, classes, subsets, 0.0, batch)  # (N, S)
+        sizes.append(int(subsets[0, 0].sum()))
+        for name, m in maps.items():
+            scores[name].append(mean_of_defined(pearson(subset_sums(m, subsets), drops.cpu()).tolist()))
+    print("\nSensitivity-n (mean Pearson correlation over inputs), n = " + ", ".join(map(str, sizes))
+          + f"\n  ({settings['subsets']} subsets per n: a true correlation of 0 shows up as about "
+          f"+-{1 / math.sqrt(settings['subsets']):.2f} per input)")
+    for name in maps:
+        print(f"  {name:>20}: " + "  ".join(f"{s:+.2f}" for s in scores[name]))
+    noise = 1 / math.sqrt(settings["subsets"] * n)  # the standard error of a mean of n correlations of 0
+    utils.save_figure(plot_sensitivity(demo, sizes, scores, noise), args.out_dir,
+                      f"08_sensitivity_n_{track}.png")
+
+    # 5. Stability: the sampled methods again, with another seed.
+    stability = {}
+    some = min(n, settings["stability_rows"])
+    for name in ("SmoothGrad", "LIME", "SHAP"):
+        again = runs[name](demo.model, demo.x[:some], classes[:some], args.seed + 1)
+        values = [spearman(pixel_map(maps[name][i: i + 1]), pixel_map(again[i: i + 1])) for i in range(some)]
+        stability[name] = f"{mean_of_defined(values):.2f}"
+    print(f"\nStability: Spearman correlation of two runs with different seeds, mean over {some} inputs: "
+          + ", ".join(f"{k} {v}" for k, v in stability.items()))
+
+    # 6. The sanity check, on a copy of the model.
+    sanity = sanity_check(demo, runs, classes, titles, args, settings)
+
+    # 7. Right and wrong digits.
+    if track == "mnist" and labels:
+        right_and_wrong(demo, labels, runs, args)
+
+    # 8. The method guide from the numbers.
+    write_guide(guide_rows(list(maps), seconds, evaluations, aucs, hits, stability, sanity),
+                utils.check_out_dir(args.out_dir), track)
 
 
 if __name__ == "__main__":
