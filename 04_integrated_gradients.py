@@ -350,7 +350,8 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
         line, = ax.loglog(n, np.median(e, axis=1), marker="o", ms=4, label=method)
         if e.shape[1] > 1 and method in BANDS:
             ax.fill_between(n, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
-    ax.axhline(100 * tolerance, color="k", lw=1, label=f"the paper's rule of thumb, {tolerance:.0%}")
+    rule = "the paper's rule of thumb" if tolerance == TOLERANCE else "--tolerance"
+    ax.axhline(100 * tolerance, color="k", lw=1, label=f"{rule}, {100 * tolerance:g}%")
     ax.xaxis.set_major_locator(ticker.LogLocator(base=2))
     ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
@@ -388,7 +389,8 @@ def print_completeness(names, explained, steps, total, change, tolerance: float)
     print(f"  {'example':<{w_name}}  {'class':<{w_class}}  {'steps':>5}  {'sum IG':>9}  "
           f"{CHANGE:>10}  {'error':>8}  verdict")
     for name, c, n, s, d, e in zip(names, explained, steps, total.tolist(), change.tolist(), error.tolist()):
-        verdict = f"within {tolerance:.0%}" if abs(e) <= tolerance else f"OFF by more than {tolerance:.0%}"
+        verdict = f"within {100 * tolerance:g}%" if abs(e) <= tolerance else \
+            f"OFF by more than {100 * tolerance:g}%"
         print(f"  {name:<{w_name}}  {c:<{w_class}}  {int(n):>5}  {s:9.3f}  {d:10.3f}  {e:+8.1%}  {verdict}")
     return int((error.abs() > tolerance).sum())
 
@@ -423,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         attributions, used = integrated_gradients_within(
             demo.model, demo.x, target=classes, baseline=black, tolerance=args.tolerance,
             max_steps=args.max_steps, batch_size=args.batch_size, progress=progress)
-        how = (f"the trapezoid rule on a path refined until within {args.tolerance:.0%} "
+        how = (f"the trapezoid rule on a path refined until within {100 * args.tolerance:g}% "
                f"(at most {args.max_steps} points)")
     else:
         attributions = integrated_gradients(demo.model, demo.x, target=classes, baseline=black, steps=steps,
@@ -432,21 +434,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     delta = completeness_delta(demo.model, demo.x, attributions, baseline=black, target=classes)
     total = attributions.flatten(1).sum(1)
     print(f"\nCompleteness, {how}, black baseline x':\n"
-          f"is sum_i IG_i within {tolerance:.0%} of S_c(x) - S_c(x')?")
+          f"is sum_i IG_i within {100 * tolerance:g}% of S_c(x) - S_c(x')?")
     off = print_completeness(demo.names, explained, used.tolist(), total, total - delta, tolerance)
     if off and args.tolerance:
-        print(f"{off} of {len(classes)} examples still miss {tolerance:.0%} at --max-steps {args.max_steps}: "
-              "their paths cross more ReLU kinks than that many points resolve. Raise --max-steps "
+        print(f"{off} of {len(classes)} examples still miss {100 * tolerance:g}% at --max-steps "
+              f"{args.max_steps}: their paths cross more ReLU kinks than that many points resolve. "
+              "Raise --max-steps "
               "(each point costs a forward and a backward pass) or read their attributions as that far off.")
     elif off:
         few = f"{steps} steps are too few for this network"
         if args.quick and not args.steps:
             few = f"--quick takes only {steps} steps, to run in seconds, and that is too few for this network"
-        print(f"{off} of {len(classes)} examples miss the paper's {tolerance:.0%}: {few} "
+        print(f"{off} of {len(classes)} examples miss the paper's {100 * tolerance:g}%: {few} "
               "(see the header: along the path the integrand jumps). Ask for "
               f"--tolerance {TOLERANCE} and the path is refined until they are within it.")
     else:
-        print(f"Every example is within {tolerance:.0%}.")
+        print(f"Every example is within {100 * tolerance:g}%.")
     utils.save_figure(plot_path(demo, black, classes, explained[0]), args.out_dir,
                       f"04_path_{demo.track}.png")
 
