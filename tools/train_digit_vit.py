@@ -46,7 +46,7 @@ import utils  # noqa: E402
 
 lecture9 = utils.load_lecture("09_advanced_techniques")  # digit_vit(): the architecture, defined once
 
-EPOCHS = 40
+EPOCHS = 60
 MLP_EPOCHS = 30
 BATCH = 128
 LR = 2e-3
