@@ -52,8 +52,8 @@ def run(lecture: str, track: str, quick: bool, timeout: float) -> dict:
     used = re.findall(r"Continuing (?:with|on the) (\w+)", output)  # utils' offline fallback says so
     network = "mnist" if track == "mnist" else ", ".join(
         "digit CNN" if name == "MNIST" else name for name in dict.fromkeys(used)) or "default"
-    status = "ok" if done.returncode == 0 else f"exit {done.returncode}: " + (
-        output.strip().splitlines() or ["(no output)"])[-1][:120]
+    last_line = (output.strip().splitlines() or ["(no output)"])[-1]
+    status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {last_line[:70]}".replace("|", "/")
     return {"seconds": seconds, "cpu": cpu, "status": status, "network": network}
 
 

@@ -415,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cpu: this process's CPU time (default; on a shared machine the wall clock "
                              "also counts waiting for a core); wall: time.perf_counter")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory table")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"write the tables here (default: {RESULTS.relative_to(ROOT)} for the full run, "
                              "none for --quick and --smoke)")
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(f"{k}: {v}" for k, v in info.items()), flush=True)
 
     speed, limit, notes = [], [], []
-    for model_name in config["models"]:
+    for model_name in [] if args.memory_only else config["models"]:
         model = make_model(model_name)
         for n_examples in config["batches"]:
             side = config["vgg_size"] if model_name == "vgg11" else config["size"]
