@@ -615,7 +615,8 @@ def plot_curves(demo, titles, curves, aucs, chance, first: int):
         better = "LOW is good: the prediction falls fast" if kind == "deletion" else \
             "HIGH is good: the prediction returns fast"
         ax.set_title(f"{kind} AUC: {better}", fontsize=10)
-        ax.set_ylim(0, 1.15)  # room for the legend above the bars
+        top = max(own + flipped + [float(chance[f"{kind} auc"]["smooth"].mean())])
+        ax.set_ylim(0, top * 1.3)  # room for the legend above the bars
         ax.legend(fontsize=7, ncol=3, loc="upper left")
     fig.suptitle(f"Deletion and insertion (RISE), {demo.network}", fontsize=12)
     return fig
