@@ -1,7 +1,7 @@
 """Every method of the course against its trusted reference, on the same work: time, limit, memory.
 
     python benchmarks/bench_methods.py            # the full tables -> benchmarks/results.md (~25 CPU minutes)
-    python benchmarks/bench_methods.py --quick    # every row on small images, about a minute
+    python benchmarks/bench_methods.py --quick    # every row on small images, ~1.5 CPU minutes
     python benchmarks/bench_methods.py --smoke    # seconds; what CI runs (fails only if something crashes)
     python benchmarks/bench_methods.py --batches 8 --steps 10 --vgg-size 112 --mem-steps 4 16 64
                                                   # what fits a busy shared machine (~6 CPU minutes)
@@ -65,13 +65,14 @@ LRP_EPSILON = 1e-6  # lecture 9's default stabiliser, on both sides
 # core; time per evaluation is what the ratio and the limit compare, not the step count.
 # repeats: least timed runs per side (fast rows get more, up to budget_s per side, at most 4x);
 # long_repeats: timed runs per side for SmoothGrad and IG (2 = ABBA, balanced against drift).
+# mem_steps start at batch_size (8): fewer steps of one image would not fill one forward pass.
 CONFIGS = {
     "full": dict(models=["resnet18", "vgg11"], batches=[1, 8], size=224, vgg_size=224, steps=50, vgg_steps=10,
                  repeats=3, long_repeats=2, budget_s=4.0, mem_steps=[8, 32, 128], mem_size=224),
     "quick": dict(models=["resnet18", "vgg11"], batches=[8], size=64, vgg_size=64, steps=4, vgg_steps=4,
-                  repeats=3, long_repeats=2, budget_s=1.0, mem_steps=[4, 16, 64], mem_size=64),
+                  repeats=3, long_repeats=2, budget_s=1.0, mem_steps=[8, 32, 128], mem_size=64),
     "smoke": dict(models=["resnet18", "vgg11"], batches=[2], size=32, vgg_size=32, steps=2, vgg_steps=2,
-                  repeats=1, long_repeats=1, budget_s=0.0, mem_steps=[2, 4], mem_size=32),
+                  repeats=1, long_repeats=1, budget_s=0.0, mem_steps=[8, 16], mem_size=32),
 }
 
 
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="64x64 images, batch 8, 4 steps: about a minute")
+    mode.add_argument("--quick", action="store_true", help="64x64 images, batch 8, 4 steps: about 1.5 CPU minutes")
     mode.add_argument("--smoke", action="store_true", help="32x32 images, one run each: seconds (CI)")
     parser.add_argument("--models", nargs="+", choices=["resnet18", "vgg11"], help="networks (default both)")
     parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default 1 8)")
