@@ -69,7 +69,7 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: i
     n = x.shape[0]
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per example
     sigma = noise_level * (x.flatten(1).amax(1) - x.flatten(1).amin(1))  # (N,) in input units
-    classes = utils.resolve_target(utils.forward_in_chunks(model, x, batch_size), target)  # (N,) fixed at x
+    classes = utils.classes_at(model, x, target, batch_size)  # (N,) fixed at x
     total = torch.zeros_like(x)  # (N, C, H, W)
     for _, i in utils.point_chunks(n, n_samples, batch_size, x.device, progress, "SmoothGrad"):
         # drawn where the generator lives (a CPU generator may explain CUDA inputs)

@@ -126,7 +126,7 @@ def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target=None, ba
     x = inputs.detach()  # (N, C, H, W)
     x_baseline = as_baseline(baseline, x)  # (N, C, H, W)
     alphas, weights = (t.to(x.device, x.dtype) for t in quadrature(method, steps))  # (steps,) each
-    classes = utils.resolve_target(utils.forward_in_chunks(model, x, batch_size), target)  # (N,) fixed at x
+    classes = utils.classes_at(model, x, target, batch_size)  # (N,) fixed at x
     direction = x - x_baseline  # (N, C, H, W)
     grads_mean = torch.zeros_like(x)  # (N, C, H, W) accumulates sum_k w_k dS_c/dx at the path points
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per point
@@ -160,7 +160,7 @@ def scores_and_gradients(model: nn.Module, points: torch.Tensor, classes: torch.
     """S_c and dS_c/dx at each point, (B,) and (B, C, H, W), from one forward and one backward pass."""
     with torch.enable_grad():
         p = points.detach().requires_grad_(True)
-        scores = model(p).gather(1, classes[:, None]).squeeze(1)  # (B,)
+        scores, _ = utils.target_scores(model(p), classes)  # (B,), the classes' range checked
         grads, = torch.autograd.grad(scores.sum(), p)  # points do not interact: each gets its own gradient
     return scores.detach(), grads
 
@@ -180,7 +180,7 @@ def integrated_gradients_within(model: nn.Module, inputs: torch.Tensor, target=N
         raise utils.InputError(f"need tolerance > 0 and max_steps >= 2, got {tolerance} and {max_steps}")
     x = inputs.detach()  # (N, C, H, W)
     x_baseline = as_baseline(baseline, x)
-    classes = utils.resolve_target(utils.forward_in_chunks(model, x, batch_size), target)  # (N,)
+    classes = utils.classes_at(model, x, target, batch_size)  # (N,)
     chunk = utils.check_batch_size(batch_size) or max_steps
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per point
     attributions, steps = torch.zeros_like(x), []

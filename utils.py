@@ -162,6 +162,18 @@ def point_chunks(n_examples: int, points_per_example: int, batch_size: int | Non
         yield p // n_examples, p % n_examples
 
 
+def classes_at(model: nn.Module, x: torch.Tensor, target: object, batch_size: int | None) -> torch.Tensor:
+    """The class `(N,)` each example is explained for, fixed at x for all its points.
+
+    `None` is the prediction at x: one forward pass, in chunks. A given target costs no
+    forward pass; its range is checked against the logits of the first chunk of points.
+    """
+    if target is None:
+        return forward_in_chunks(model, x, batch_size).argmax(dim=1)
+    check_batch_size(batch_size)
+    return given_classes(target, x.shape[0]).to(x.device)
+
+
 def forward_in_chunks(model: nn.Module, x: torch.Tensor, batch_size: int | None) -> torch.Tensor:
     """The model's logits for `x` without gradients, at most `batch_size` examples at a time."""
     chunk = check_batch_size(batch_size) or max(x.shape[0], 1)
@@ -215,6 +227,19 @@ def resolve_target(logits: torch.Tensor, target: object) -> torch.Tensor:
     n, k = logits.shape
     if target is None:
         return logits.argmax(dim=1)
+    classes = given_classes(target, n)
+    bad = classes[(classes < 0) | (classes >= k)]
+    if bad.numel():
+        raise InputError(f"class {int(bad[0])} is out of range: this model has classes 0 to {k - 1}")
+    return classes.to(logits.device)
+
+
+def given_classes(target: object, n: int) -> torch.Tensor:
+    """A given (not None) target as class indices `(N,)` on the CPU, its form and length checked.
+
+    The range needs the model's K, so `resolve_target` checks it; methods that evaluate the
+    model many times (lectures 3 and 4) leave it to their first chunk and save a forward pass.
+    """
     if isinstance(target, torch.Tensor):
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise InputError(f"target must hold integer class indices, got a {target.dtype} tensor")
@@ -234,10 +259,7 @@ def resolve_target(logits: torch.Tensor, target: object) -> torch.Tensor:
         if len(values) != n:
             raise InputError(f"target has {len(values)} classes for a batch of {n}; it needs exactly {n}")
         classes = torch.tensor(values, dtype=torch.long)
-    bad = classes[(classes < 0) | (classes >= k)]
-    if bad.numel():
-        raise InputError(f"class {int(bad[0])} is out of range: this model has classes 0 to {k - 1}")
-    return classes.to(logits.device)
+    return classes
 
 
 def target_scores(logits: torch.Tensor, target: object) -> tuple[torch.Tensor, torch.Tensor]:

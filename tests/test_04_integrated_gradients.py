@@ -128,8 +128,8 @@ def test_within_tolerance_stops_at_max_steps_and_bounds_every_forward_pass():
                                               batch_size=3)
     assert steps.tolist() == [7, 7]
     assert max(model.batches) <= 3
-    # 2 examples x 7 path points, plus the forward pass that picks the classes
-    assert sum(model.batches) == 2 * 7 + 2
+    # 2 examples x 7 path points; a given target needs no forward pass to pick the classes
+    assert sum(model.batches) == 2 * 7
 
 
 def test_within_tolerance_bad_arguments_and_contract():
@@ -261,3 +261,16 @@ def test_main_tolerance_reports_the_steps_it_took(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "refined until within 5%" in out
     assert "still miss" in out or "Every example is within 5%" in out
+
+
+def test_a_given_target_costs_no_extra_forward_pass_and_none_costs_one():
+    """The class is fixed at x; only target=None needs the prediction there (the pass cost 5% at 10 steps)."""
+    model = CountingModel(relu_mlp())
+    x = torch.randn(2, 12, dtype=torch.float64)
+    ig.integrated_gradients(model, x, target=[0, 1], steps=5, batch_size=4)
+    assert sum(model.batches) == 2 * 5
+    model.batches.clear()
+    ig.integrated_gradients(model, x, target=None, steps=5, batch_size=4)
+    assert sum(model.batches) == 2 * 5 + 2
+    with pytest.raises(ValueError, match="0 to 2"):  # the range is still checked, by the first chunk
+        ig.integrated_gradients(model, x, target=[0, 3], steps=5, batch_size=4)
