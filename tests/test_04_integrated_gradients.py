@@ -264,7 +264,7 @@ def test_main_tolerance_reports_the_steps_it_took(tmp_path, capsys):
 
 
 def test_a_given_target_costs_no_extra_forward_pass_and_none_costs_one():
-    """The class is fixed at x; only target=None needs the prediction there (the pass cost 5% at 10 steps)."""
+    """The class is fixed at x; only target=None needs the prediction there."""
     model = CountingModel(relu_mlp())
     x = torch.randn(2, 12, dtype=torch.float64)
     ig.integrated_gradients(model, x, target=[0, 1], steps=5, batch_size=4)
