@@ -19,7 +19,7 @@ import traceback
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -128,6 +128,20 @@ def grade(exercise: int, path: Path, out=None) -> tuple[int, int]:
 
 
 # %% Shared helpers for the checks ---------------------------------------------------------------
+
+
+def written_check(student: ModuleType | None, keys: Sequence[str]) -> Callable[[], None]:
+    """A check that each written answer in the student's WRITTEN dict has 15 words or more."""
+
+    def check() -> None:
+        written = need(student, "WRITTEN")
+        short = [key for key in keys
+                 if not isinstance(written, dict) or len(str(written.get(key, "")).split()) < 15]
+        if short:
+            raise Failed("a few sentences (15 words or more) for each written question", f"too short: {short}",
+                         "your teacher reads these; the grader only checks they are there")
+
+    return check
 
 
 def close(ours: torch.Tensor, theirs: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
@@ -557,14 +571,6 @@ def grade_misclassified(student: ModuleType | None) -> list[Check]:
                          "sum the positive part of each contrast map over all mistakes, on pixels with x > 0, "
                          "divided by its sum everywhere")
 
-    def check_written() -> None:
-        written = need(student, "WRITTEN")
-        short = [key for key in ("what_argues_for_the_wrong_class", "what_each_method_shows")
-                 if not isinstance(written, dict) or len(str(written.get(key, "")).split()) < 15]
-        if short:
-            raise Failed("a few sentences (15 words or more) for each written question", f"too short: {short}",
-                         "your teacher reads these; the grader only checks they are there")
-
     return [
         ("find_mistakes: the misclassified digits and their predictions", check_mistakes),
         *(method_check(m) for m in methods),
@@ -576,7 +582,8 @@ def grade_misclassified(student: ModuleType | None) -> list[Check]:
         ("Q3 completeness: ig_contrast_sum and margin_change", check_completeness),
         ("Q4 most_class_discriminative", check_discriminative),
         ("Q5 share_on_ink of the evidence for the wrong class", check_share),
-        ("written answers present (your teacher reads them)", check_written),
+        ("written answers present (your teacher reads them)",
+         written_check(student, ("what_argues_for_the_wrong_class", "what_each_method_shows"))),
     ]
 
 
@@ -900,14 +907,6 @@ def grade_lesions(student: ModuleType | None) -> list[Check]:
             raise Failed(f"{want:.4f}: the share of the scans with a lesion where your map hits", repr(got),
                          "leave out the scans whose mask is empty; a float, not a tensor")
 
-    def check_written() -> None:
-        written = need(student, "WRITTEN")
-        short = [key for key in ("why_this_method", "what_the_baselines_say")
-                 if not isinstance(written, dict) or len(str(written.get(key, "")).split()) < 15]
-        if short:
-            raise Failed("a few sentences (15 words or more) for each written question", f"too short: {short}",
-                         "your teacher reads these; the grader only checks they are there")
-
     return [
         ("pointing_game: hand-derived hits and misses (strict tolerance, ties, channels, empty mask)",
          check_pointing),
@@ -917,7 +916,8 @@ def grade_lesions(student: ModuleType | None) -> list[Check]:
          check_rate),
         ("lesion_saliency depends on the model (sanity check with random weights)", check_model_dependence),
         ("hit_rate: the pointing game's rate over the scans with a lesion", check_hit_rate),
-        ("written answers present (your teacher reads them)", check_written),
+        ("written answers present (your teacher reads them)",
+         written_check(student, ("why_this_method", "what_the_baselines_say"))),
     ]
 
 
