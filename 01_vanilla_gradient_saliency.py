@@ -81,13 +81,9 @@ def taylor_check(model: nn.Module, x: torch.Tensor, grads: torch.Tensor, classes
 # %% Figures --------------------------------------------------------------------------
 
 
-def shorten(text: str, length: int = 22) -> str:
-    return text if len(text) <= length else text[:length - 1] + "…"
-
-
 def title_of(name: str, prediction: Sequence[tuple[str, float]]) -> str:
     label, probability = prediction[0]
-    return f"{name}\npredicted '{shorten(label)}' ({probability:.0%})"
+    return f"{name}\npredicted '{utils.shorten(label)}' ({probability:.0%})"
 
 
 def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
@@ -97,7 +93,7 @@ def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained:
     fig, axes = utils.figure_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
     for row, (image, name) in enumerate(zip(images, demo.names)):
         utils.show_image(axes[row, 0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[row, 1], heat[row], f"|dS/dx| for '{shorten(explained[row])}'",
+        utils.show_heatmap(axes[row, 1], heat[row], f"|dS/dx| for '{utils.shorten(explained[row])}'",
                            label="|dS/dx|, max over RGB (1 = 99th pct)")
         utils.show_heatmap(axes[row, 2], heat[row], "the same, over the photo", image=image,
                            label="|dS/dx| (opacity = strength)")
@@ -149,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           "dS/dx.\nTo first order the score S_c (the logit) rises by that distance x ||dS/dx||; "
           "the network's actual\nchange should match:")
     for name, c, p, a in zip(demo.names, explained, predicted.tolist(), actual.tolist()):
-        print(f"  {name:>16} '{shorten(c)}': predicted {p:+.5f}   actual {a:+.5f}   "
+        print(f"  {name:>16} '{utils.shorten(c)}': predicted {p:+.5f}   actual {a:+.5f}   "
               f"({abs(a - p) / max(abs(p), 1e-12):.1%} apart)")
 
     plot = plot_imagenet if demo.track == "imagenet" else plot_mnist

@@ -104,10 +104,6 @@ def share_on(pixels: torch.Tensor, grads: torch.Tensor, attributions: torch.Tens
 # %% Figures --------------------------------------------------------------------------
 
 
-def shorten(text: str, length: int = 20) -> str:
-    return text if len(text) <= length else text[:length - 1] + "…"
-
-
 def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
     """Per photo: photo | |dS/dx| | |x * dS/dx| | x * dS/dx signed.
 
@@ -122,7 +118,7 @@ def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
     fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient against gradient x input, "
                                                         f"{demo.network}")
     for row, (image, name) in enumerate(zip(images, demo.names)):
-        utils.show_image(axes[row, 0], image, f"{name}\nexplaining '{shorten(explained[row])}'")
+        utils.show_image(axes[row, 0], image, f"{name}\nexplaining '{utils.shorten(explained[row])}'")
         utils.show_heatmap(axes[row, 1], magnitude[row], "|dS/dx| (lecture 1)",
                            label="sum over RGB (1 = 99th pct)")
         utils.show_heatmap(axes[row, 2], amount[row], "|x * dS/dx|",

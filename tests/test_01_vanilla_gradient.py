@@ -6,6 +6,8 @@ import torch
 from captum.attr import Saliency
 from torch import nn
 
+import course.cli
+import course.demo
 import utils
 from conftest import lecture, random_resnet18
 
@@ -132,7 +134,7 @@ def test_on_a_real_network_the_gradient_predicts_a_small_steps_effect(tmp_path, 
 
 
 def test_main_offline_says_so_and_runs_on_digits(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(utils, "lite0_installed", lambda: False)  # else offline picks efficientnet_lite0
+    monkeypatch.setattr(course.demo, "lite0_installed", lambda: False)  # else offline picks efficientnet_lite0
     lecture("01_vanilla_gradient_saliency").main(["--quick", "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert "MNIST track" in err and "Traceback" not in err

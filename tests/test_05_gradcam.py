@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+import course.cli
+import course.demo
 import utils
 from conftest import lecture, random_resnet18
 from helpers import Exploding, hooks_left, twins
@@ -313,8 +315,8 @@ def test_cli_a_layer_without_a_spatial_map_is_one_line_before_any_loading(argv, 
     def no_loading(*args, **kwargs):
         raise AssertionError("the layer must be checked before any model is loaded")
 
-    monkeypatch.setattr(utils, "load_imagenet_model", no_loading)
-    monkeypatch.setattr(utils, "load_mnist_cnn", no_loading)
+    monkeypatch.setattr(course.demo, "load_imagenet_model", no_loading)
+    monkeypatch.setattr(course.demo, "load_mnist_cnn", no_loading)
     code, err = run_cli([*argv, "--out-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
     assert "conv" in err and not (tmp_path / "out").exists()

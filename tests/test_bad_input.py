@@ -16,6 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+import course.cli
+import course.demo
 import utils
 from conftest import ROOT, lecture
 from helpers import png_header_only
@@ -68,7 +70,7 @@ def make_case(case: str, tmp: Path, checkpoint: Path, monkeypatch) -> list[str]:
         def refuse(*args, dir=None, **kwargs):
             raise PermissionError(13, "Permission denied", str(dir))
 
-        monkeypatch.setattr(utils.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(course.cli.tempfile, "mkstemp", refuse)
         return ["--out-dir", str(tmp / "read_only")]
     if case == "missing weights file":
         return ["--model", "resnet18", "--weights", str(tmp / "missing.pth")]

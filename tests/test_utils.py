@@ -9,6 +9,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+import course.cli
+import course.demo
 import utils
 from conftest import random_resnet18
 from helpers import png_header_only
@@ -196,7 +198,7 @@ def test_a_damaged_cache_says_which_file_to_delete(cached_resnet18, tmp_path, mo
 
 
 def test_setup_demo_falls_back_to_the_mnist_track_offline(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(utils, "lite0_installed", lambda: False)  # without the optional network
+    monkeypatch.setattr(course.demo, "lite0_installed", lambda: False)  # without the optional network
     args = utils.make_parser(None).parse_args(["--quick", "--out-dir", str(tmp_path)])
     demo = utils.setup_demo(args, n_digits=3)
     err = capsys.readouterr().err
@@ -379,7 +381,7 @@ def test_check_out_dir_refuses_a_read_only_folder_even_as_root(tmp_path, monkeyp
     def refuse(*args, dir=None, **kwargs):
         raise PermissionError(13, "Permission denied", str(dir))
 
-    monkeypatch.setattr(utils.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(course.cli.tempfile, "mkstemp", refuse)
     with pytest.raises(utils.InputError, match="Permission denied"):
         utils.check_out_dir(tmp_path / "new" / "figures")
     assert _everything(tmp_path) == []  # the folders it made to try are gone again
@@ -400,7 +402,7 @@ def test_sample_digits_come_from_torchvision_mnist_when_it_is_there(tmp_path, mo
     for split in ("train", "t10k"):
         _write_idx(raw / f"{split}-images-idx3-ubyte", images)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
-    monkeypatch.setattr(utils, "MNIST_DIR", tmp_path)
+    monkeypatch.setattr(course.demo, "MNIST_DIR", tmp_path)
     x, digits, source = utils.load_digits(12)
     assert source == "12 MNIST test digits from data/mnist/" and digits == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     first = [int(np.flatnonzero(labels == d)[0]) for d in range(10)]
