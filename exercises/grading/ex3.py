@@ -1,0 +1,205 @@
+"""Exercise 3 checks: a deletion protocol into a blurred copy, and a ranking of methods."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
+                             WeightedSum, cached, close, expect_value_error, need, one_line, show,
+                             side_effect_check, worst, written_check)
+
+import tasks  # noqa: E402
+import utils  # noqa: E402
+
+def reference_blur(x: torch.Tensor) -> torch.Tensor:
+    """The exercise's substrate: per channel, an 11x11 Gaussian of sigma 5, zero-padded."""
+    t = torch.arange(11, dtype=x.dtype) - 5
+    g = torch.exp(-t ** 2 / 50)
+    kernel = g[:, None] * g[None, :] / g.sum() ** 2
+    return F.conv2d(x, kernel.expand(x.shape[1], 1, 11, 11), padding=5, groups=x.shape[1])
+
+
+def reference_curve(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, target, steps: int) -> torch.Tensor:
+    heat = saliency.abs().sum(1) if saliency.dim() == 4 else saliency  # (N, H, W)
+    n, h, w = heat.shape
+    substrate = reference_blur(x)
+    with torch.no_grad():
+        classes = utils.resolve_target(model(x), target)
+        rows = []
+        for k in range(steps + 1):
+            current = x.clone()
+            for i in range(n):
+                top = torch.argsort(heat[i].flatten(), descending=True, stable=True)[:round(k * h * w / steps)]
+                r, c = top // w, top % w  # the removed pixels' rows and columns
+                current[i][:, r, c] = substrate[i][:, r, c]
+            rows.append(model(current).softmax(1).gather(1, classes[:, None])[:, 0])
+    return torch.stack(rows, 1)
+
+
+def reference_gap(model, x, saliency, target, steps) -> torch.Tensor:
+    heat = saliency.abs().sum(1) if saliency.dim() == 4 else saliency
+    auc = lambda c: (c[:, 1:] + c[:, :-1]).sum(1) / (2 * (c.shape[1] - 1))  # noqa: E731
+    return auc(reference_curve(model, x, -heat, target, steps)) - auc(reference_curve(model, x, heat, target, steps))
+
+def checks(student: Student | None, variation: Variation) -> list[Check]:
+    """The checks, in the order they are printed; `student` is None to list their names only."""
+    curve_of = (lambda *a, **k: need(student, "deletion_curve_blurred")(*a, **k)) if student else None
+    vanilla = utils.load_lecture("01_vanilla_gradient_saliency")
+    smooth = utils.load_lecture("03_smoothgrad")
+    gradcam = utils.load_lecture("05_gradcam")
+    rank_steps, sg_samples = 10, 16
+
+    def compare_curve(got, want, what: str, hint: str) -> None:
+        if not close(got, want, 1e-4, 1e-6):
+            raise Failed(f"{what}: {show(want)}", show(got) if isinstance(got, torch.Tensor) and got.numel() <= 30
+                         else worst(got, want), hint)
+
+    def check_auc() -> None:
+        curves = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.3, 0.3, 0.3]]), torch.tensor([[0.0, 1.0, 0.0]]),
+                  torch.tensor([[1.0, 1.0, 0.0, 0.0]])]
+        for curve, want in zip(curves, (0.5, 0.3, 0.5, 0.5)):
+            got = need(student, "area_under_curve")(curve)
+            if not isinstance(got, torch.Tensor) or got.shape != (1,) or abs(float(got[0]) - want) > 1e-6:
+                raise Failed(f"area_under_curve({curve.tolist()}) = tensor([{want}])", show(got),
+                             "trapezoids over an x axis from 0 to 1: spacing 1 / (points - 1)")
+
+    def check_probabilities() -> None:
+        x = torch.rand(2, 1, 4, 4)
+        got = curve_of(ConstantModel(), x, torch.rand(2, 1, 4, 4), None, steps=4)
+        p = float(torch.tensor([2.0, 0.0, -1.0]).softmax(0)[0])
+        compare_curve(got, torch.full((2, 5), p), "a model that ignores its input: p_0 at every point",
+                      "softmax probabilities of the class (not logits), steps + 1 points per example")
+
+    def check_ends() -> None:
+        model = GradingCNN(channels=3, seed=4)
+        x = torch.rand(2, 3, 9, 9, generator=torch.Generator().manual_seed(8))
+        got = curve_of(model, x, torch.rand(2, 3, 9, 9), [1, 3], steps=5)
+        with torch.no_grad():
+            start = model(x).softmax(1)[[0, 1], [1, 3]]
+            end = model(reference_blur(x)).softmax(1)[[0, 1], [1, 3]]
+        if not isinstance(got, torch.Tensor) or got.shape != (2, 6):
+            raise Failed("shape (2, 6)", show(got), "steps + 1 points per example")
+        compare_curve(got[:, [0, -1]], torch.stack([start, end], 1), "point 0 = p(x), last point = p(blurred(x))",
+                      "deleted pixels take the values of blurred(x), not zeros")
+
+    def check_linear() -> None:
+        w = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]])
+        x = torch.tensor([[[[0.9, 0.2], [0.4, 0.7]]]])
+        b = reference_blur(x)
+        order = [(0, 1), (1, 1), (0, 0), (1, 0)]  # the ranking of the map below
+        want, current = [], x.clone()
+        for k in range(5):
+            if k:
+                r, c = order[k - 1]
+                current[0, 0, r, c] = b[0, 0, r, c]
+            want.append(torch.sigmoid((w * current).sum()))
+        got = curve_of(LinearTwoClass(w), x, torch.tensor([[[0.5, 4.0], [-0.1, 2.0]]]), 0, steps=4)
+        compare_curve(got, torch.stack(want)[None], "on f = w . x (2x2, steps 4), each point by hand",
+                      "a (N, H, W) map is ranked as it is (signed), largest first")
+
+    def check_ties_and_channels() -> None:
+        w = torch.arange(1.0, 7.0).view(1, 1, 2, 3) / 4
+        x = torch.rand(1, 2, 2, 3, generator=torch.Generator().manual_seed(2))
+        saliency = torch.zeros(1, 2, 2, 3)
+        saliency[0, 0, 1, 2], saliency[0, 1, 1, 2] = 5.0, -5.0  # sums to 0 signed: only |.| ranks it first
+        model = LinearTwoClass(w.expand(1, 2, 2, 3))
+        want = reference_curve(model, x, saliency, 0, 6)
+        compare_curve(curve_of(model, x, saliency, 0, steps=6), want,
+                      "ties ranked in flattened order (stable sort), channels summed in |.|",
+                      "torch.argsort(..., descending=True, stable=True) on the (N, H, W) map of summed |values|")
+
+    def check_reference() -> None:
+        model = GradingCNN(channels=3, seed=5)
+        x = torch.rand(3, 3, 6, 5, generator=torch.Generator().manual_seed(9))
+        saliency = torch.randn(3, 3, 6, 5, generator=torch.Generator().manual_seed(10))
+        compare_curve(curve_of(model, x, saliency, None, steps=7), reference_curve(model, x, saliency, None, 7),
+                      "the grader's curve (6x5 image, steps 7)",
+                      "point k removes round(k * H * W / steps) pixels; the class is fixed at x")
+
+    def check_gap() -> None:
+        model = GradingCNN(channels=1, seed=6)
+        x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(11))
+        heat = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(12))
+        want = reference_gap(model, x, heat, None, 8)
+        got = need(student, "morf_lerf_gap")(model, x, heat, None, steps=8)
+        if not close(got, want, 1e-4, 1e-6):
+            raise Failed(f"gap {show(want)}", show(got), "AUC(curve of -map) - AUC(curve of map), per example")
+        flipped = need(student, "morf_lerf_gap")(model, x, -heat, None, steps=8)
+        if not close(flipped, -want, 1e-4, 1e-6):
+            raise Failed(f"negating a map negates its gap: {show(-want)}", show(flipped),
+                         "reduce the map first, then negate the reduced map for LeRF")
+        x4 = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(13))
+        s4 = torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(14))
+        model3 = GradingCNN(channels=3, seed=7)
+        if not close(need(student, "morf_lerf_gap")(model3, x4, s4, None, steps=6),
+                     reference_gap(model3, x4, s4, None, 6), 1e-4, 1e-6):
+            raise Failed("on a (1, 3, 6, 6) map: the gap of its |.|-sum over channels", "a different gap",
+                         "negating a (N, C, H, W) map does not reverse the order of |values|: reduce first")
+
+    def check_side_effects() -> None:
+        side_effect_check(student, "deletion_curve_blurred", GradingCNN(),
+                          torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(6)), torch.rand(2, 3, 7, 7),
+                          [0, 2], steps=4)
+
+    @cached
+    def digits():
+        model = utils.load_mnist_cnn()
+        images, _ = tasks.heldout_digits()
+        return model, images[::30]  # one of each class
+
+    @cached
+    def reference_ranking() -> list[tuple[str, float]]:
+        model, x = digits()
+        maps = {"vanilla_gradient": vanilla.vanilla_gradient(model, x),
+                "smoothgrad": smooth.smoothgrad(model, x, n_samples=sg_samples, generator=torch.Generator().manual_seed(0)),
+                "grad_cam": gradcam.grad_cam(model, x),
+                "chance": F.interpolate(torch.rand(10, 1, 7, 7, generator=torch.Generator().manual_seed(0)),
+                                        size=(28, 28), mode="bilinear", align_corners=False)}
+        gaps = {m: float(reference_gap(model, x, s, None, rank_steps).mean()) for m, s in maps.items()}
+        return sorted(gaps.items(), key=lambda item: -item[1])
+
+    @cached
+    def student_ranking():
+        model, x = digits()
+        rank = need(student, "rank_methods")
+        first = rank(model, x.clone(), None, seed=0, steps=rank_steps)
+        pairs = [(str(m), float(v)) for m, v in first]
+        return pairs, rank
+
+    def check_ranking() -> None:
+        got, _ = student_ranking()
+        want = reference_ranking()
+        if [m for m, _ in got] != [m for m, _ in want] or any(abs(a[1] - b[1]) > 1e-4 for a, b in zip(got, want)):
+            raise Failed("seed 0: " + ", ".join(f"{m} {v:+.4f}" for m, v in want),
+                         ", ".join(f"{m} {v:+.4f}" for m, v in got),
+                         "the maps as TODO 4 says (SmoothGrad's generator seeded with `seed`), best gap first")
+
+    def check_reproducible() -> None:
+        model, x = digits()
+        first, rank = student_ranking()
+        again = [(str(m), float(v)) for m, v in rank(model, x.clone(), None, seed=0, steps=rank_steps)]
+        if again != first:
+            raise Failed("the same ranking and scores for the same seed", f"{first} then {again}",
+                         "draw every random number from generators seeded with `seed`, not the global one")
+        other = dict((str(m), float(v)) for m, v in rank(model, x.clone(), None, seed=1, steps=rank_steps))
+        if other.get("chance") == dict(first).get("chance"):
+            raise Failed("another seed gives another chance map", "the same chance score for seeds 0 and 1",
+                         "chance_map(inputs, seed): use the seed you are given")
+
+    return [
+        ("area_under_curve: hand-derived areas", check_auc),
+        ("deletion curve: softmax probabilities, steps + 1 points (a model that ignores its input)",
+         check_probabilities),
+        ("deletion curve: starts at p(x), ends at p(blurred(x))", check_ends),
+        ("deletion curve: hand-derived on f = w . x", check_linear),
+        ("deletion curve: stable ranking of ties, channels summed in absolute value", check_ties_and_channels),
+        ("deletion curve: equals the grader's on a random CNN (round(k H W / steps) pixels)", check_reference),
+        ("morf_lerf_gap: known values, antisymmetric under negation, reduced before negating", check_gap),
+        ("deletion curve: no side effects", check_side_effects),
+        ("rank_methods: the ranking and gaps on ten digits (seed 0)", check_ranking),
+        ("rank_methods: reproducible with the seed, and the seed is used", check_reproducible),
+    ]
+

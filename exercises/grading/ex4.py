@@ -1,0 +1,137 @@
+"""Exercise 4 checks: saliency on the lesion detector, the pointing game and the randomisation test."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
+                             WeightedSum, cached, close, expect_value_error, need, one_line, show,
+                             side_effect_check, worst, written_check)
+
+import tasks  # noqa: E402
+import utils  # noqa: E402
+
+LESION_GRADER_SEED = 4104  # scans no exercise file draws
+LESION_PASS_RATE = 0.85  # the gradient hits ~99%, SmoothGrad ~97%, Grad-CAM ~70%, centre ~10%, random ~6%
+MODEL_DEPENDENCE = 0.9  # a map must change (correlation below this) when the model's weights are random
+
+
+def reference_pointing(saliency: torch.Tensor, mask: torch.Tensor, tolerance: float) -> torch.Tensor:
+    heat = saliency.abs().sum(1) if saliency.dim() == 4 else saliency
+    hits = []
+    for i in range(heat.shape[0]):
+        r, c = divmod(int(heat[i].flatten().argmax()), heat.shape[-1])
+        pixels = torch.nonzero(mask[i]).double()
+        hits.append(bool(len(pixels)) and bool((((pixels - torch.tensor([r, c])) ** 2).sum(1) < tolerance ** 2).any()))
+    return torch.tensor(hits)
+
+
+def checks(student: Student | None, variation: Variation) -> list[Check]:
+    """The checks, in the order they are printed; `student` is None to list their names only."""
+    gradcam = utils.load_lecture("05_gradcam")
+
+    @cached
+    def setting():
+        model = tasks.load_lesion_cnn()
+        scans, labels, masks = tasks.lesion_dataset(300, seed=LESION_GRADER_SEED)
+        positive = labels == 1
+        return model, scans, masks, scans[positive], masks[positive]
+
+    @cached
+    def student_maps() -> torch.Tensor:
+        model, _, _, x, _ = setting()
+        maps = need(student, "lesion_saliency")(model, x.clone())
+        if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != len(x) \
+                or tuple(maps.shape[-2:]) != (32, 32):
+            raise Failed(f"a tensor ({len(x)}, 1, 32, 32)", show(maps), "one map per scan, shaped like the scans")
+        if not torch.isfinite(maps).all():
+            raise Failed("finite values", show(maps), "check for divisions by zero")
+        return maps.detach()
+
+    def check_pointing() -> None:
+        heat = torch.zeros(6, 7, 7)
+        peaks = [(3, 3), (3, 6), (5, 5), (3, 3), (0, 0), (2, 2)]
+        for i, (r, c) in enumerate(peaks):
+            heat[i, r, c] = 1.0
+        heat[4, 3, 3] = 1.0  # a tie: the first maximum in flattened order, (0, 0), counts
+        mask = torch.zeros(6, 7, 7, dtype=torch.bool)
+        mask[:, 3, 3] = True
+        mask[3] = False  # an empty mask: a miss
+        saliency = heat[:, None].repeat(1, 2, 1, 1)
+        saliency[5, 0, 6, 6], saliency[5, 1, 6, 6] = 1.2, -1.2  # |.| summed over channels: (6, 6) wins, a miss
+        want = [True, False, True, False, False, False]
+        got = need(student, "pointing_game")(saliency, mask, 3)
+        if not isinstance(got, torch.Tensor) or [bool(v) for v in got.flatten()] != want:
+            raise Failed(f"{want} (on the mask; at distance 3; at 2.83; empty mask; a tie; channels in |.|)",
+                         show(got), "strictly less than the tolerance; the first maximum; sum |.| over channels")
+
+    def check_centre() -> None:
+        for n, h, w in ((2, 32, 32), (1, 7, 10)):
+            got = need(student, "centre_map")(n, h, w)
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n, 1, h, w):
+                raise Failed(f"shape ({n}, 1, {h}, {w})", show(got), "one map per example")
+            peak = divmod(int(got[0].abs().sum(0).flatten().argmax()), w)
+            if peak != ((h - 1) // 2, (w - 1) // 2):
+                raise Failed(f"the first maximum of |map| at {((h - 1) // 2, (w - 1) // 2)} for {h}x{w}", peak,
+                             "the pointing game sums absolute values: keep the map positive")
+
+    def check_shape_and_side_effects() -> None:
+        student_maps()
+        model, scans = setting()[:2]
+        side_effect_check(student, "lesion_saliency", model, scans[:4].clone())
+
+    @cached
+    def rates() -> dict[str, float]:
+        model, _, _, x, m = setting()
+        generator = torch.Generator().manual_seed(0)
+        return {"Grad-CAM": float(reference_pointing(gradcam.grad_cam(model, x, 1), m, 3).float().mean()),
+                "random": float(reference_pointing(torch.rand(len(x), 32, 32, generator=generator), m, 3)
+                                .float().mean())}
+
+    def check_rate() -> None:
+        _, _, _, x, m = setting()
+        rate = float(reference_pointing(student_maps(), m, 3).float().mean())
+        if rate < LESION_PASS_RATE:
+            baselines = ", ".join(f"{k} {v:.0%}" for k, v in rates().items())
+            raise Failed(f"a hit rate of at least {LESION_PASS_RATE:.0%} on {len(x)} new lesions", f"{rate:.0%}",
+                         f"for scale: {baselines}; a coarse map, or one that is zero everywhere, misses small lesions")
+
+    def check_model_dependence() -> None:
+        _, _, _, x, _ = setting()
+        torch.manual_seed(0)
+        random_model = tasks.SmallCNN(width=tasks.LESION_WIDTH).eval()
+        ours = student_maps()
+        theirs = need(student, "lesion_saliency")(random_model, x.clone()).detach()
+        a, b = ours.flatten(1).double(), torch.as_tensor(theirs).flatten(1).double()
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        correlation = float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).mean())
+        if correlation >= MODEL_DEPENDENCE:
+            raise Failed(f"maps that change when the weights are random (correlation < {MODEL_DEPENDENCE})",
+                         f"a mean correlation of {correlation:.3f}",
+                         "your map does not depend on the model: explain the model, not the image "
+                         "(Adebayo et al., 2018, Sanity Checks for Saliency Maps)")
+
+    def check_hit_rate() -> None:
+        model, scans, masks, _, m = setting()
+        want = float(reference_pointing(student_maps(), m, 3).float().mean())
+        got = need(student, "hit_rate")(model, scans.clone(), masks.clone())
+        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
+            raise Failed(f"{want:.4f}: the share of the scans with a lesion where your map hits", repr(got),
+                         "leave out the scans whose mask is empty; a float, not a tensor")
+
+    return [
+        ("pointing_game: hand-derived hits and misses (strict tolerance, ties, channels, empty mask)",
+         check_pointing),
+        ("centre_map: its first maximum (of |map|) at the centre pixel", check_centre),
+        ("lesion_saliency: one finite map per scan, no side effects", check_shape_and_side_effects),
+        (f"lesion_saliency finds the lesion: pointing game >= {LESION_PASS_RATE:.0%} on scans you never saw",
+         check_rate),
+        ("lesion_saliency depends on the model (sanity check with random weights)", check_model_dependence),
+        ("hit_rate: the pointing game's rate over the scans with a lesion", check_hit_rate),
+        ("written answers present (your teacher reads them)",
+         written_check(student, ("why_this_method", "what_the_baselines_say"))),
+    ]
+

@@ -1,0 +1,105 @@
+"""Exercise 5 checks: a shortcut detector asked about models trained by the grader."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
+                             WeightedSum, cached, close, expect_value_error, need, one_line, show,
+                             side_effect_check, worst, written_check)
+
+import tasks  # noqa: E402
+import utils  # noqa: E402
+
+# The grader's own models: seeds and corners that no exercise file uses. Measured with the
+# solution's |gradient| maps: shortcut models put 28% to 41% of the map on the marker, models
+# trained without the shortcut 3% to 6% (the marker's area is 3.5%).
+HIDDEN_MODELS = ((9001, "top_right", True), (9002, "bottom_left", False),
+                 (9003, "bottom_right", True), (9004, "top_left", False))
+
+
+def as_bool(value: object) -> bool:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return bool(value)
+    if type(value).__name__ in ("bool", "bool_"):
+        return bool(value)
+    raise Failed("True or False", repr(value), "return a bool (bool(...) of a comparison)")
+
+
+def checks(student: Student | None, variation: Variation) -> list[Check]:
+    """The checks, in the order they are printed; `student` is None to list their names only."""
+    share_of = (lambda *a: need(student, "marker_share")(*a)) if student else None
+
+    def check_share() -> None:
+        mask = tasks.marker_mask("top_left")
+        maps = torch.ones(3, 1, 16, 16)
+        maps[1] = 0.0
+        maps[1, 0, mask] = 2.0  # all of it on the marker
+        maps[2, 0, mask] = -3.0  # negative on the marker: |.| counts; 9 * 3 of 9 * 3 + 247
+        want = torch.tensor([9 / 256, 1.0, 27 / (27 + 247)])
+        got = share_of(maps, mask)
+        if not close(got, want, 1e-5, 1e-7):
+            raise Failed(show(want), show(got), "|map| summed inside the mask over |map| summed everywhere, per map")
+        colour = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) - 0.5
+        heat = colour.abs().sum(1)
+        want = (heat * mask).flatten(1).sum(1) / heat.flatten(1).sum(1)
+        if not close(share_of(colour, mask), want, 1e-5, 1e-7):
+            raise Failed(f"for (2, 3, 16, 16) maps: {show(want)}", show(share_of(colour, mask)),
+                         "sum |.| over channels first")
+
+    def check_decision() -> None:
+        mask = tasks.marker_mask("bottom_right")
+        spread = torch.rand(20, 1, 16, 16, generator=torch.Generator().manual_seed(1)) + 0.5
+        focused = spread * 0.01
+        focused[:, :, mask] = 1.0
+        decide = need(student, "relies_on_marker")
+        for maps, want, what in ((focused, True, "maps almost all on the marker"),
+                                 (spread, False, "maps spread evenly (3.5% on the marker)")):
+            got = as_bool(decide(maps.clone(), mask))
+            if got != want:
+                raise Failed(f"{want} for {what}", got, "the rule must separate these two extremes")
+
+    def check_explain() -> None:
+        detector_runs()
+        model = tasks.train_bars_cnn(True, seed=1, corner="top_right", n=200, epochs=1)
+        images, _ = tasks.bars_dataset(6, seed=2, marker="all", corner="top_right")
+        maps = need(student, "explain")(model, images.clone())
+        if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != 6 \
+                or tuple(maps.shape[-2:]) != (16, 16) or not torch.isfinite(maps).all():
+            raise Failed("finite maps (6, 1, 16, 16)", show(maps), "one map per image")
+        side_effect_check(student, "explain", model, images)
+
+    @cached
+    def detector_runs() -> None:
+        """Try the detector on an untrained model first: an unfinished one costs no training."""
+        torch.manual_seed(0)
+        images, _ = tasks.bars_dataset(2, seed=3, marker="all")
+        maps = need(student, "explain")(tasks.SmallCNN(width=tasks.BARS_WIDTH).eval(), images)
+        need(student, "relies_on_marker")(maps, tasks.marker_mask("top_left"))
+
+    def hidden(seed: int, corner: str, shortcut: bool):
+        def check() -> None:
+            detector_runs()
+            model = tasks.train_bars_cnn(shortcut, seed=seed, corner=corner)
+            images, _ = tasks.bars_dataset(200, seed=seed + 50, marker="all", corner=corner)
+            mask = tasks.marker_mask(corner)
+            maps = need(student, "explain")(model, images.clone())
+            got = as_bool(need(student, "relies_on_marker")(maps, mask.clone()))
+            if got != shortcut:
+                heat = maps.detach().abs().sum(1) if maps.dim() == 4 else maps.detach().abs()
+                share = float(((heat * mask).flatten(1).sum(1) / heat.flatten(1).sum(1).clamp(min=1e-30)).mean())
+                raise Failed(str(shortcut), str(got), f"your maps put {share:.1%} of their mass on the marker "
+                             "(its area is 3.5%); train more models of both kinds to place your rule")
+        kind = "trained with the shortcut" if shortcut else "trained without it"
+        return f"a hidden model {kind}, marker {corner.replace('_', ' ')}: detected correctly", check
+
+    return [
+        ("marker_share: hand-derived shares (|.|, channels)", check_share),
+        ("relies_on_marker: True for maps on the marker, False for maps spread evenly", check_decision),
+        ("explain: finite maps, one per image, no side effects", check_explain),
+        *(hidden(*spec) for spec in HIDDEN_MODELS),
+    ]
+

@@ -1,0 +1,153 @@
+"""The child process of the grader: imports the student's file and calls its functions on request.
+
+    python exercises/grading/runner.py READ_FD WRITE_FD FILE
+
+It decides nothing. The grader (harness.py) sends a request (pickled with torch.save:
+a function name and arguments), this process calls the student's function and sends
+back what came out, made of plain values only (tensors, numbers, strings, lists,
+tuples, dicts), which the grader loads with torch.load(weights_only=True) and
+checks in its own process. Anything the student's code does here (patching modules,
+printing, exiting) stays here.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+EXERCISES = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(EXERCISES.parent))
+sys.path.insert(0, str(EXERCISES))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import tasks  # noqa: E402,F401  (the course folder on sys.path; the models' classes for unpickling)
+
+
+def receive(stream) -> object:
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError
+    data = stream.read(int.from_bytes(header, "big"))
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)  # from the grader: trusted
+
+
+def send(stream, message: object) -> None:
+    buffer = io.BytesIO()
+    torch.save(message, buffer)
+    data = buffer.getvalue()
+    stream.write(len(data).to_bytes(8, "big") + data)
+    stream.flush()
+
+
+def plain(value: object, depth: int = 0) -> object:
+    """`value` made of what torch.load(weights_only=True) accepts; anything else described in words."""
+    if depth > 6:
+        return {"__opaque__": "a value nested too deeply"}
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "cpu" or value.is_sparse or value.is_quantized or value.is_complex():
+            return {"__opaque__": f"a {value.device.type} tensor of layout {value.layout} and dtype {value.dtype}"
+                    " (the grader reads dense real tensors on the CPU)"}
+        out = value.detach().clone().contiguous()
+        out = torch.Tensor(out) if type(out) is not torch.Tensor else out
+        return out.requires_grad_(True) if value.requires_grad and out.is_floating_point() else out
+    if isinstance(value, np.ndarray):
+        return plain(torch.from_numpy(np.array(value)), depth + 1) if value.dtype != object else \
+            {"__opaque__": "a numpy array of objects"}
+    if isinstance(value, np.generic):
+        return plain(value.item(), depth + 1)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        items = [plain(v, depth + 1) for v in value]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict):
+        return {(k if type(k) in (str, int) else repr(k)): plain(v, depth + 1) for k, v in value.items()}
+    return {"__opaque__": f"a {type(value).__name__}"}
+
+
+def hooks_left(model: torch.nn.Module) -> list[str]:
+    return [name or "the model" for name, m in model.named_modules()
+            for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+            if getattr(m, attr, None)]
+
+
+def side_effects(function, model, x, args, kwargs) -> dict:
+    """Call `function(model, x, ...)` three ways and report what changed for the caller."""
+    facts = {}
+    before = x.clone()
+    x_grad = x.clone().requires_grad_(True)
+    function(model, x_grad, *args, **kwargs)
+    facts["keeps_requires_grad"] = bool(x_grad.requires_grad and x_grad.grad is None)
+    model.train()
+    function(model, x, *args, **kwargs)
+    facts["stays_training"] = bool(model.training)
+    model.eval()
+    with torch.no_grad():
+        facts["under_no_grad"] = function(model, x, *args, **kwargs)
+    facts["inputs_unchanged"] = bool(torch.equal(x, before))
+    facts["no_parameter_grad"] = all(p.grad is None for p in model.parameters())
+    facts["hooks_left"] = hooks_left(model)
+    return facts
+
+
+def failure(error: BaseException, path: Path) -> tuple:
+    """('raised', kinds, message, where, todo): todo only for the starter's own NotImplementedError."""
+    frames = traceback.extract_tb(error.__traceback__)
+    last = frames[-1] if frames else None
+    where = f"{Path(last.filename).name}:{last.lineno}" if last else "?"
+    in_student = bool(last) and Path(last.filename).resolve() == path
+    todo = type(error) is NotImplementedError and in_student
+    kinds = [k.__name__ for k in type(error).__mro__]
+    return ("raised", kinds, str(error)[:2000], where, todo)
+
+
+def main() -> None:
+    read_fd, write_fd, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]).resolve()
+    requests, replies = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    send(replies, ("ready",))
+    module = None
+    warnings.simplefilter("ignore")
+    while True:
+        try:
+            request = receive(requests)
+        except EOFError:
+            return
+        kind = request[0]
+        try:
+            if kind == "load":
+                spec = importlib.util.spec_from_file_location(f"graded_{path.stem}", path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module
+                spec.loader.exec_module(module)
+                reply = ("ok", sorted(n for n in vars(module) if not n.startswith("__")))
+            elif kind == "call":
+                _, name, args, kwargs = request
+                reply = ("ok", plain(getattr(module, name)(*args, **kwargs)))
+            elif kind == "value":
+                reply = ("ok", plain(getattr(module, request[1])))
+            elif kind == "side_effects":
+                _, name, model, x, args, kwargs = request
+                reply = ("ok", plain(side_effects(getattr(module, name), model, x, args, kwargs)))
+            else:
+                reply = ("ok", None)
+        except BaseException as error:  # noqa: BLE001  (the student's code: any error is a reply)
+            reply = failure(error, path)
+        send(replies, reply)
+
+
+if __name__ == "__main__":
+    main()
