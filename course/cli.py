@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import errno
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -58,6 +60,52 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+NAME_MAX = 255  # the longest file or folder name most file systems allow (ext4, APFS, NTFS: 255)
+SEED_MAX = 2**32 - 1  # every generator the lectures seed takes 0 to 2**32 - 1 (NumPy's seed is the narrowest)
+
+
+def shown(path: object, width: int = 70) -> str:
+    """A path for a one-line message: a very long one keeps its start and its end."""
+    text = str(path)
+    return text if len(text) <= width else f"{text[:width // 2 - 2]}...{text[-(width // 2 - 2):]}"
+
+
+def path_flag(text: str) -> Path:
+    """An argparse type for a path: a name longer than a file system allows is refused at once."""
+    path = Path(text)
+    for part in path.parts:
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise argparse.ArgumentTypeError(f"{shown(text, 40)}: one name in it is {len(os.fsencode(part))} bytes "
+                                             f"long; file and folder names may have at most {NAME_MAX}")
+    return path
+
+
+SPECIAL_FILES = [(stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+
+
+def file_kind(path: Path, flag: str) -> str:
+    """"missing", "file", "folder", or what else `path` is ("a named pipe (FIFO)", ...).
+
+    Only `os.stat` looks at it, so a named pipe is never opened (opening one for reading blocks
+    until something writes to it). A name too long for the file system, a loop of links or a
+    folder we may not enter is an InputError that names `flag`.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as error:
+        reason = "a name in the path is too long for the file system" if error.errno == errno.ENAMETOOLONG \
+            else (error.strerror or str(error)).lower()
+        raise InputError(f"{flag} {shown(path)}: {reason}") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return next((kind for is_kind, kind in SPECIAL_FILES if is_kind(mode)), "not a regular file")
+
+
 def int_in_range(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high]."""
 
@@ -98,16 +146,17 @@ def make_parser(doc: str | None, default_model: str = "resnet50") -> OneLinePars
                         help=f"network to explain (default {default_model}; resnet18 with --quick; "
                              "efficientnet_lite0 needs requirements-dev.txt and works offline; "
                              "'mnist' is the small digit CNN that ships with the course)")
-    parser.add_argument("--weights", type=Path, default=None,
+    parser.add_argument("--weights", type=path_flag, default=None,
                         help="a local state dict for --model, instead of torchvision's download")
-    parser.add_argument("--image", type=Path, action="append", default=None,
+    parser.add_argument("--image", type=path_flag, action="append", default=None,
                         help="an image file or a folder of images (repeatable; default: data/)")
     parser.add_argument("--target", default=None,
                         help="class to explain, an index or an exact class name (default: the prediction)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                         help="auto picks CUDA, then Apple MPS, then the CPU")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (noise, random baselines)")
-    parser.add_argument("--out-dir", type=Path, default=OUTPUT_DIR,
+    parser.add_argument("--seed", type=int_in_range(0, SEED_MAX), default=0,
+                        help=f"random seed, 0 to {SEED_MAX} (noise, random baselines)")
+    parser.add_argument("--out-dir", type=path_flag, default=OUTPUT_DIR,
                         help="folder for the figures (created when missing)")
     parser.add_argument("--quick", action="store_true",
                         help="a small, fast run (seconds on a CPU): what the tests and CI use")
@@ -137,9 +186,11 @@ def check_out_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     missing = []
     for folder in (out_dir, *out_dir.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise InputError(f"--out-dir {out_dir}: {folder} is an existing file, not a folder")
+        kind = file_kind(folder, "--out-dir")
+        if kind != "missing":
+            if kind != "folder":
+                what = "an existing file" if kind == "file" else kind
+                raise InputError(f"--out-dir {shown(out_dir)}: {shown(folder)} is {what}, not a folder")
             break
         missing.append(folder)
     made: list[Path] = []
@@ -151,8 +202,8 @@ def check_out_dir(out_dir: Path) -> Path:
         os.close(handle)
         os.remove(probe)
     except OSError as error:
-        where = error.filename or out_dir
-        raise InputError(f"--out-dir {out_dir}: cannot write there ({where}: {error.strerror or error})") from None
+        where = shown(error.filename or out_dir)
+        raise InputError(f"--out-dir {shown(out_dir)}: cannot write there ({where}: {error.strerror or error})") from None
     finally:
         for folder in reversed(made):  # innermost first; save_figure makes them again when it writes
             with contextlib.suppress(OSError):  # something appeared in it meanwhile: leave it be

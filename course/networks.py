@@ -7,8 +7,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from course.cli import InputError
-from course.models import read_state_dict
+from course.cli import InputError, file_kind, shown
+from course.models import describe_state_dict, read_state_dict
 from course.paths import MNIST_WEIGHTS
 
 
@@ -70,15 +70,14 @@ def load_network(build: Callable[[], nn.Module], path: Path, what: str, remedy: 
     `what` names the network in messages ("the digit CNN"), `remedy` says how to get the file back.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what}'s weights are missing; {remedy}")
+    if file_kind(path, "--weights") == "missing":
+        raise InputError(f"{shown(path)}: {what}'s weights are missing; {remedy}")
     model = build()
-    state = read_state_dict(path)
+    state = read_state_dict(path)  # a folder, a pipe or a file that is no state dict: one line there
     expected = model.state_dict()
     if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in expected):
-        found = next(iter(state), "nothing")
-        raise InputError(f"{path.name} is not {what}'s weights: it holds {len(state)} tensors ({found!r}, ...), "
-                         f"{what} has {len(expected)} ({next(iter(expected))!r}, ...)")
+        raise InputError(f"{shown(path, 50)} holds the weights of {describe_state_dict(state)}; {what} needs its "
+                         f"own {len(expected)} tensors, the first {next(iter(expected))!r}")
     model.load_state_dict(state)
     return model.eval()
 
