@@ -136,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nTop-5 predictions, {demo.network} (softmax probabilities):")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
+    utils.print_what_photos_show(demo, target, logits)
 
     # One batched call explains every example; the signed gradient keeps both figures' data.
     grads = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)

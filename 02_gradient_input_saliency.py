@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         zero_scores = demo.model(torch.zeros_like(demo.x))  # (N, K) the scores at x = 0
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
+    utils.print_what_photos_show(demo, target, logits)
 
     grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
     attributions = gradient_x_input(demo.model, demo.x, target)  # (N, C, H, W)

@@ -197,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     progress = not args.quick
     generator = torch.Generator().manual_seed(args.seed)
     classes, explained = demo.explained_classes(target)  # (N,) and their names
+    utils.print_what_photos_show(demo, target)
 
     # sigma in input units: what "15% noise" means for these very inputs.
     low, high = demo.x.flatten(1).amin(1), demo.x.flatten(1).amax(1)

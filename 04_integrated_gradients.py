@@ -420,6 +420,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     progress = not args.quick
     generator = torch.Generator().manual_seed(args.seed)
     classes, explained = demo.explained_classes(target)  # (N,) and their names
+    utils.print_what_photos_show(demo, target)
     black = demo.black()
 
     # 1. Completeness from the black baseline: each example's error against the paper's 5%.

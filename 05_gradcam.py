@@ -45,8 +45,8 @@ QUICK_DIGITS = 4  # ... or this many digits
 DIGITS = 6
 PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
 # The layer each demo reads, an output after its activation (why: see utils.CAM_LAYERS,
-# which lecture 7 shares). Edit the table there. The method's own default (None) stays
-# API.md's: the last nn.Conv2d.
+# which lecture 7 shares). Edit the table there. The method's own default (layer=None)
+# is the last nn.Conv2d.
 DEMO_LAYER = utils.CAM_LAYERS
 # Four depths per network for the layer figure, shallow to deep, each what the next layer
 # reads: after a ReLU, or for EfficientNet-Lite0 a block's output (its MBConv blocks end
@@ -84,8 +84,9 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=None,
         # gives every example its own gradient.
         (dS_dA,) = torch.autograd.grad(scores.sum(), A)  # (N, K_maps, h, w)
     alpha = dS_dA.mean(dim=(2, 3), keepdim=True)  # (N, K_maps, 1, 1): global-average-pooled gradients
-    # A sum starts at zero. The classic from-scratch bug starts `cam` at ones, which lifts
-    # every position by 1 and survives the ReLU and any later normalisation.
+    # A sum starts at zero. Starting `cam` at ones instead would lift every position by 1,
+    # which survives the ReLU and any later normalisation
+    # (tests/test_05_gradcam.py checks that the map is exactly 0 where no feature map is active).
     cam = torch.zeros_like(A[:, :1])  # (N, 1, h, w)
     cam = cam + (alpha * A).sum(dim=1, keepdim=True)  # (N, 1, h, w)
     if relu:
@@ -127,34 +128,102 @@ def mass_left(cam: torch.Tensor) -> list[float]:
 
 
 def plot_layers(demo: utils.Demo, index: int, layers: list[str], small: list[torch.Tensor],
-                large: list[torch.Tensor], explained: str):
-    """Top: the map at each layer's own resolution. Bottom: upsampled over the image."""
+                large: list[torch.Tensor], names: list[str], alike: list[float]):
+    """Row 0: the first class's map at each layer's own resolution. Rows 1 and 2: each class's
+    map upsampled over the image, with the two maps' rank correlation."""
     image = demo.display()[index]
-    fig, axes = utils.figure_grid(2, len(layers) + 1, title=f"Grad-CAM for '{explained}' at four depths "
-                                  f"of {demo.network}: finer maps, weaker class evidence")
+    fig, axes = utils.figure_grid(3, len(layers) + 1, landscape=True,
+                                  title=f"Grad-CAM at four depths, {demo.network}, {demo.names[index]}: "
+                                        "how alike are two classes' maps? (rank correlation)")
     utils.show_image(axes[0, 0], image, demo.names[index])
-    axes[1, 0].axis("off")
-    for col, (name, s, l) in enumerate(zip(layers, small, large), start=1):
+    for row, name in enumerate(names, start=1):
+        utils.show_image(axes[row, 0], image, f"'{utils.shorten(name)}'")
+    for col, (layer, s, l, r) in enumerate(zip(layers, small, large, alike), start=1):
         h, w = s.shape[-2:]
-        utils.show_heatmap(axes[0, col], utils.cam_for_display(s)[0], f"{name}: {h}x{w} map", label="/ max")
-        utils.show_heatmap(axes[1, col], utils.cam_for_display(l)[0], f"{name}, upsampled", image=image,
-                           label="/ max")
+        utils.show_heatmap(axes[0, col], utils.cam_for_display(s[:1])[0],
+                           f"{utils.layer_label(layer)}: {h}x{w} map", bar=False)
+        for row in (1, 2):
+            title = f"'{utils.shorten(names[row - 1], 14)}', upsampled" + (f"\nrank corr. {r:+.2f}" if row == 2 else "")
+            utils.show_heatmap(axes[row, col], utils.cam_for_display(l[row - 1: row])[0], title,
+                               image=image, bar=False)
+    utils.shared_colorbar(fig, axes, label="Grad-CAM / its maximum")
     return fig
 
 
 def plot_classes(rows, title: str):
-    """One row per image: (name, image, [(title, cam (1, 1, H, W), image under it), ...])."""
+    """Per image: (name, image, [(title, cam (1, 1, H, W), image under it), ...]), laid out wide."""
     cols = 1 + max(len(panels) for _, _, panels in rows)
-    fig, axes = utils.figure_grid(len(rows), cols, title=title)
-    for row, (name, image, panels) in enumerate(rows):
-        utils.show_image(axes[row, 0], image, name)
-        for col, (label, cam, under) in enumerate(panels, start=1):
+    fig, grid = utils.example_grid(len(rows), cols, title=title)
+    for axes, (name, image, panels) in zip(grid, rows):
+        utils.show_image(axes[0], image, name)
+        for ax, (label, cam, under) in zip(axes[1:], panels):
             if not cam.any():  # no position raises S_c: the ReLU leaves nothing
                 label += "\n(all zero: no positive evidence)"
-            utils.show_heatmap(axes[row, col], utils.cam_for_display(cam)[0], label, image=under, label="/ max")
-        for col in range(1 + len(panels), cols):
-            axes[row, col].axis("off")
+            utils.show_heatmap(ax, utils.cam_for_display(cam)[0], label, image=under, bar=False)
+        for ax in axes[1 + len(panels):]:
+            ax.axis("off")
+    utils.shared_colorbar(fig, [ax for axes in grid for ax in axes[1:]], image=True,
+                          label="Grad-CAM / its maximum (opacity = strength)")
     return fig
+
+
+def classes_to_explain(demo: utils.Demo, logits: torch.Tensor, index: int, target) -> list[int]:
+    """Two classes for one image: --target first when given, else utils.contrast_classes' pair."""
+    classes = utils.contrast_classes(demo, logits, index)
+    if target is None:
+        return classes
+    return [target] + [c for c in classes if c != target][:1]
+
+
+def layer_title(demo: utils.Demo, layer: str | None) -> str:
+    return "the last conv" if layer is None else utils.layer_label(layer)
+
+
+def depth_verdict(stages: list[str], alike: list[float], demo: utils.Demo) -> str:
+    """One sentence from the numbers: at which depth the two classes' maps differ most."""
+    known = [(r, s) for r, s in zip(alike, stages) if r == r]  # NaN: a map with no positive evidence
+    if len(known) < 2:
+        return "Too few layers with positive evidence for both classes to compare depths."
+    (low, where_low), (high, where_high) = min(known), max(known)
+    deepest = known[-1][1] == where_low
+    return (f"Least alike at {utils.layer_label(where_low)} ({low:+.2f}), most alike at "
+            f"{utils.layer_label(where_high)} ({high:+.2f}): "
+            + ("the deepest layer separates the classes best, at its coarse resolution."
+               if deepest else f"on {demo.names[0]} the deepest layer is not the most class-specific one."))
+
+
+def print_border_cells(demo: utils.Demo, cams: list[torch.Tensor], small: torch.Tensor) -> list[float]:
+    """Digits: how much Grad-CAM sits on empty border cells, which upsampling stretches to the edge.
+
+    `small` is (N, 1, 7, 7) at the demo layer; a cell is empty when no pixel under it is
+    above 0.3 (the stroke threshold of tools/train_mnist_cnn.py). Returns each map's share there.
+    """
+    h, w = small.shape[-2:]
+    H, W = demo.x.shape[-2:]
+    ink_cells = F.adaptive_max_pool2d(demo.x[:, :1], (h, w))[:, 0] > 0.3  # (N, h, w)
+    ring = torch.ones(h, w, dtype=torch.bool, device=small.device)
+    ring[1:-1, 1:-1] = False  # the outer cells
+    ink = demo.x[:, 0] > 0.3  # (N, H, W)
+    shares = []
+    print(f"\nWhere the digit CNN's Grad-CAM sits ({h}x{w} cells of {H // h}x{W // w} pixels, "
+          "upsampled bilinearly):")
+    for i, (name, cam) in enumerate(zip(demo.names, cams)):
+        cells = small[i, 0].clamp_min(0)  # (h, w)
+        total = float(cells.sum().clamp_min(1e-12))
+        empty_border = float(cells[ring & ~ink_cells[i]].sum()) / total
+        shares.append(empty_border)
+        peak = int(cells.argmax())
+        r, c = divmod(peak, w)
+        where = "an empty border cell" if ring[r, c] and not ink_cells[i, r, c] else \
+            ("a border cell with ink" if ring[r, c] else "an inner cell")
+        on_ink = float((cam[0, 0] * ink[i]).sum() / cam.sum().clamp_min(1e-12))
+        print(f"  {name}: {on_ink:4.0%} of the upsampled map on the ink (ink: {float(ink[i].float().mean()):.0%} "
+              f"of the pixels); {empty_border:4.0%} in empty border cells; peak in cell ({r}, {c}), {where}")
+    print("  Without biases a cell is non-zero only when ink lies in its receptive field, so an empty cell's "
+          "evidence is\n  about a stroke next to it; bilinear upsampling (align_corners=False) holds a border "
+          "cell's value out to\n  the image's edge, so such a cell shows as a bright strip along the edge, "
+          f"off the ink (most here: {demo.names[int(np.argmax(shares))]}, {max(shares):.0%} of its map).")
+    return shares
 
 
 # %% The demo -------------------------------------------------------------------------
@@ -202,9 +271,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nTop-3 predictions of {demo.network}:")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
+    utils.print_what_photos_show(demo, target, logits)
 
     # The sanity check: the map is as coarse as the layer; upsampling only smooths it.
-    print(f"\nGrad-CAM at layer {layer or 'None (the last Conv2d)'}:")
+    print(f"\nGrad-CAM at {layer_title(demo, layer)}:")
     small = grad_cam(demo.model, demo.x, target, layer, upsample=False)  # (N, 1, h, w)
     h, w = small.shape[-2:]
     H, W = demo.x.shape[-2:]
@@ -224,27 +294,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("  Here Grad-CAM is not CAM: the layer does not feed global average pooling and one Linear "
               "directly, so CAM's weights w_ck do not exist; Grad-CAM's alpha_k still do")
 
-    # 1. Which layer: shallow layers see finer detail but carry less class evidence.
-    photo = min(1, len(demo.names) - 1) if demo.track == "imagenet" else 0
+    # 1. Which layer: the same two classes at four depths. Deep maps are coarse; do the two
+    # classes' maps differ more there? Their rank correlation per layer measures it.
+    one = demo.x[:1]  # every figure explains the first image (the first --image)
+    pair = classes_to_explain(demo, logits, 0, target)
     stages = STAGES.get(demo.model_name) or utils.conv_layer_names(demo.model)[-4:]
-    one = demo.x[photo: photo + 1]
-    explained = demo.class_name(int(utils.resolve_target(logits[photo: photo + 1], target)[0]))
-    smalls = [grad_cam(demo.model, one, target, s, upsample=False) for s in stages]  # (1, 1, h, w) each
+    pairs = [grad_cam(demo.model, one.expand(2, -1, -1, -1), pair, s, upsample=False) for s in stages]  # (2, 1, h, w)
     # What upsample=True does, done here once so that each layer costs one backward pass.
-    larges = [F.interpolate(m, size=(H, W), mode="bilinear", align_corners=False) for m in smalls]
-    for s, m in zip(stages, smalls):
-        print(f"  {s:>12}: {m.shape[-2]}x{m.shape[-1]} map")
-    utils.save_figure(plot_layers(demo, photo, stages, smalls, larges, explained), args.out_dir,
+    larges = [F.interpolate(m, size=(H, W), mode="bilinear", align_corners=False) for m in pairs]
+    alike = [utils.rank_correlation(m[0], m[1]) for m in pairs]
+    names = [demo.class_name(c) for c in pair]
+    print(f"\nGrad-CAM of '{names[0]}' and '{names[1]}' on {demo.names[0]} at four depths; the rank "
+          "correlation of the two maps\n(1: the same places, 0: unrelated, below 0: opposite places):")
+    for s, m, r in zip(stages, pairs, alike):
+        print(f"  {layer_title(demo, s):>22}: {m.shape[-2]}x{m.shape[-1]} map, rank correlation {r:+.2f}")
+    print("  " + depth_verdict(stages, alike, demo))
+    utils.save_figure(plot_layers(demo, 0, stages, pairs, larges, names, alike), args.out_dir,
                       f"05_gradcam_layers_{demo.track}.png")
 
     # 2. Class discrimination: the same image, two classes, two different maps.
     images = demo.display()
     rows = []
     for i in range(1 if demo.track == "imagenet" else len(demo.names)):
-        classes = utils.contrast_classes(demo, logits, i)
+        classes = classes_to_explain(demo, logits, i, target)
         same_image = demo.x[i: i + 1].expand(len(classes), -1, -1, -1)  # (2, C, H, W), one class each
         cams = grad_cam(demo.model, same_image, classes, layer).split(1)  # 2 x (1, 1, H, W)
-        rows.append((demo.names[i], images[i], [(f"'{demo.class_name(c)}'", cam, images[i])
+        rows.append((demo.names[i], images[i], [(f"'{utils.shorten(demo.class_name(c))}'", cam, images[i])
                                                 for c, cam in zip(classes, cams)]))
         if i == 0 and demo.names[0] == Path(utils.COMPOSITE).stem:
             print(f"\nClass discrimination on {demo.names[0]}: share of each map on the left half")
@@ -252,23 +327,30 @@ def main(argv: Sequence[str] | None = None) -> None:
                 left = mass_left(cam)[0]
                 share = f"{left:.0%} left, {1 - left:.0%} right" if cam.any() else "zero everywhere"
                 print(f"  {demo.class_name(c):>16}: {share}")
-    title = f"Grad-CAM, {demo.network}, layer {layer or 'last conv'}: one image, two classes"
+    if demo.track == "mnist":  # the share on empty border cells goes into the first panel's title
+        shares = print_border_cells(demo, [row[2][0][1] for row in rows], small)
+        rows = [(name, image, [(f"{panels[0][0]}\n{share:.0%} in empty border cells", *panels[0][1:]),
+                               *panels[1:]]) for (name, image, panels), share in zip(rows, shares)]
+    title = f"Grad-CAM, {demo.network}, {layer_title(demo, layer)}: one image, two classes"
     utils.save_figure(plot_classes(rows, title), args.out_dir, f"05_gradcam_classes_{demo.track}.png")
 
-    # 3. The top three classes of one image.
-    top3 = logits[0].topk(3).indices.tolist()
+    # 3. The top three classes of the first image (with --target: that class, then the top two others).
     probs = logits[0].softmax(0)
+    top3 = logits[0].topk(3).indices.tolist()
+    if target is not None:
+        top3 = [target] + [c for c in top3 if c != target][:2]
     cams = grad_cam(demo.model, demo.x[:1].expand(3, -1, -1, -1), top3, layer).split(1)  # 3 x (1, 1, H, W)
-    panels = [(f"#{r + 1} '{demo.class_name(c)}' ({probs[c]:.0%})", cam, images[0])
-              for r, (c, cam) in enumerate(zip(top3, cams))]
+    panels = [(f"#{int((logits[0] > logits[0, c]).sum()) + 1} '{utils.shorten(demo.class_name(c))}' ({probs[c]:.0%})", cam, images[0])
+              for c, cam in zip(top3, cams)]
+    what = "the top-3 classes" if target is None else f"--target '{demo.class_name(target)}' and the top two others"
     utils.save_figure(plot_classes([(demo.names[0], images[0], panels)],
-                                   f"Grad-CAM for the top-3 classes, {demo.network}"),
+                                   f"Grad-CAM for {what}, {demo.network}"),
                       args.out_dir, f"05_gradcam_top3_{demo.track}.png")
 
     # 4. The same function on other networks: nothing in grad_cam is specific to a ResNet.
     if demo.track == "imagenet":
         name, image, panels = rows[0]  # the demo network's row of the class figure
-        rows = [(demo.network, image, [(f"{label}, {layer or 'last conv'}", cam, under)
+        rows = [(demo.network, image, [(f"{label}, {layer_title(demo, layer)}", cam, under)
                                        for label, cam, under in panels])]
         for name, model, x, classes, net_layer in other_networks(args, demo):
             cams = grad_cam(model, x, classes, net_layer)  # (2 or 3, 1, H, W), one class per example
@@ -279,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 side_by_side = np.concatenate(list(digits), axis=1)  # (28, 28 n, 1): every digit explained
                 rows.append((f"digit CNN: {', '.join(map(str, classes))}", side_by_side, panels))
             else:
-                panels = [(f"'{demo.class_name(c)}', {net_layer or 'last conv'}", cams[j: j + 1], images[0])
+                panels = [(f"'{utils.shorten(demo.class_name(c))}', {utils.layer_label(net_layer)}", cams[j: j + 1],
+                           images[0])
                           for j, c in enumerate(classes)]
                 rows.append((name, images[0], panels))
         if len(rows) > 1:

@@ -11,11 +11,15 @@ the signals that excite the neuron and that push the score up.
     ReLU6 = min(max(x, 0), 6), a ReLU then a clamp (MobileNet, EfficientNet-Lite):
     guided:    R_x   = max(R_y, 0) * [0 < x < 6]           the clamp keeps its own backward
 
-The result is a sharp, photo-like picture of edges. It is sharp because it throws
-away the negative signals, and that is also why it barely depends on the class:
-Nie, Zhang and Patel (2018) showed that guided backpropagation largely reconstructs
-the image, and Adebayo et al. (2018) that its maps barely change when the network's
-weights are randomised. Lecture 8 measures that.
+On a network of ReLUs and max pooling (VGG, the digit CNN) the result is a sharp
+picture of edges. It is sharp because it throws away the negative signals, and that is
+also why it barely depends on the class: Nie, Zhang and Patel (2018) showed that guided
+backpropagation largely reconstructs the image, and Adebayo et al. (2018) that its maps
+barely change when the network's weights are randomised (lecture 8 measures it). On
+EfficientNet-Lite0 it is speckle on a checkerboard: a stride-2 convolution's backward
+pass sends its signal to even and odd pixels unequally (Odena et al., Distill 2016), and
+with only positive signals kept nothing cancels it. The script prints the share of each
+map's energy at the period-2 frequencies, against the vanilla gradient's.
 
 Paper: J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for
 Simplicity: The All Convolutional Net", ICLR workshop 2015, https://arxiv.org/abs/1412.6806
@@ -23,6 +27,8 @@ Why it reconstructs the image: W. Nie, Y. Zhang, A. Patel, "A Theoretical Explan
 Perplexing Behaviors of Backpropagation-based Visualizations", ICML 2018, https://arxiv.org/abs/1805.07039
 Sanity checks: J. Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018,
 https://arxiv.org/abs/1810.03292
+Checkerboards: A. Odena, V. Dumoulin, C. Olah, "Deconvolution and Checkerboard Artifacts",
+Distill 2016, https://distill.pub/2016/deconv-checkerboard/
 
 Run:          python 06_guided_backpropagation.py            (ResNet-50; the composite, the cat, the coffee)
 In seconds:   python 06_guided_backpropagation.py --quick     (ResNet-18, the composite only)
@@ -161,23 +167,46 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torc
         return vanilla_gradient(model, inputs, target, absolute=False)  # (N, C, H, W)
 
 
+# %% The checkerboard -----------------------------------------------------------------
+
+
+def checkerboard_share(maps: torch.Tensor) -> list[float]:
+    """Per example, the share of a map's energy at the period-2 frequencies, (N,) floats.
+
+    The map (summed over channels, its mean removed) goes through a 2-D Fourier transform;
+    a pattern that repeats every 2 pixels lives at the 3 frequencies (0, W/2), (H/2, 0) and
+    (H/2, W/2). An image without such a pattern puts about 3 / (H W) of its energy there
+    (0.006% at 224 x 224). NaN when H or W is odd.
+    """
+    a = maps.detach().double().sum(1)  # (N, H, W)
+    H, W = a.shape[-2:]
+    if H % 2 or W % 2:
+        return [float("nan")] * a.shape[0]
+    energy = torch.fft.fft2(a - a.mean((1, 2), keepdim=True)).abs().square()  # (N, H, W)
+    at_two = energy[:, 0, W // 2] + energy[:, H // 2, 0] + energy[:, H // 2, W // 2]  # (N,)
+    return (at_two / energy.flatten(1).sum(1).clamp_min(1e-300)).tolist()
+
+
 # %% Figures --------------------------------------------------------------------------
 
 
-def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.Tensor, explained: list[str]):
-    """Rows of image | vanilla |dS/dx| | guided backprop (magnitude) | guided backprop (signed)."""
+def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.Tensor, explained: list[str],
+                        grid: list[float]):
+    """Per example: image | vanilla |dS/dx| | guided backprop (magnitude) | guided backprop (signed)."""
     images = demo.display()
-    fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient vs guided backpropagation, "
-                                  f"{demo.network}")
+    fig, panels = utils.example_grid(len(images), 4, title=f"Vanilla gradient vs guided backpropagation, "
+                                     f"{demo.network} (each map: max over channels, 1 = its 99th percentile)")
     vanilla_heat = utils.scale_for_display(utils.reduce_channels(vanilla, "max_abs"))
     guided_heat = utils.scale_for_display(utils.reduce_channels(guided, "max_abs"))
-    for row, (image, name) in enumerate(zip(images, demo.names)):
-        utils.show_image(axes[row, 0], image, f"{name}, explaining\n'{explained[row]}'")
-        utils.show_heatmap(axes[row, 1], vanilla_heat[row], "vanilla |dS/dx|",
-                           label="max over channels / 99th pct")
-        utils.show_heatmap(axes[row, 2], guided_heat[row], "guided backprop |R|",
-                           label="max over channels / 99th pct")
-        utils.show_signed_map(axes[row, 3], guided[row: row + 1], "guided backprop, signed\n(white = 0)")
+    for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
+        utils.show_image(axes[0], image, f"{name}\nfor '{utils.shorten(explained[row], 16)}'")
+        utils.show_heatmap(axes[1], vanilla_heat[row], "vanilla |dS/dx|", bar=False)
+        utils.show_heatmap(axes[2], guided_heat[row], f"guided |R|\n{grid[row]:.1%} at period 2",
+                           bar=False)
+        utils.show_signed_map(axes[3], guided[row: row + 1], "guided, signed", bar=False)
+    utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], label="1 = 99th pct of |map|")
+    utils.shared_colorbar(fig, [axes[3] for axes in panels], signed=True,
+                          label=("sum over RGB; " if demo.x.shape[1] > 1 else "") + "red +, blue -, 1 = 99th pct")
     return fig
 
 
@@ -185,15 +214,16 @@ def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: 
                      guided: torch.Tensor, scores: dict[str, tuple[float, float]]):
     """Two rows (vanilla, guided), one column per class: does the map change with the class?"""
     image = demo.display()[index]
-    fig, axes = utils.figure_grid(2, 3, title=f"One image, two classes, {demo.network}: "
-                                  "guided backprop hardly changes")
+    fig, axes = utils.figure_grid(2, 3, landscape=True, title=f"One image, two classes, {demo.network}: "
+                                  "does the map change with the class? (1 = identical maps)")
     for row, (method, maps) in enumerate([("vanilla gradient", vanilla), ("guided backprop", guided)]):
         cosine, spearman = scores[method]
-        utils.show_image(axes[row, 0], image, f"{method}\ncosine {cosine:.2f}, Spearman {spearman:.2f}")
+        utils.show_image(axes[row, 0], image, f"{method}\ncosine {cosine:.2f}, rank corr. {spearman:.2f}")
         heat = utils.scale_for_display(utils.reduce_channels(maps, "max_abs"))
         for col, c in enumerate(classes, start=1):
-            utils.show_heatmap(axes[row, col], heat[col - 1], f"{method} for\n'{demo.class_name(c)}'",
-                               label="max over channels / 99th pct")
+            utils.show_heatmap(axes[row, col], heat[col - 1],
+                               f"{method} for\n'{utils.shorten(demo.class_name(c))}'", bar=False)
+    utils.shared_colorbar(fig, axes[:, 1:], label=("max over RGB, " if demo.x.shape[1] > 1 else "") + "1 = 99th pct")
     return fig
 
 
@@ -217,18 +247,39 @@ def main(argv: Sequence[str] | None = None) -> None:
         logits = demo.model(demo.x)  # (N, K)
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
-    print(f"\n{demo.network} has {count_rectifiers(demo.model)}; inside guided_relu() each is "
-          "guided (through F.relu and F.hardtanh), and so are F.relu / F.relu6 calls in a forward.")
+    print(f"\n{demo.network} has {count_rectifiers(demo.model)}. Inside guided_relu() every one is guided: "
+          "the block swaps\nPyTorch's relu and hardtanh functions (which nn.ReLU and nn.ReLU6 call to compute "
+          "their outputs) for the\nguided rule, so ReLUs written as function calls in a forward are guided too.")
 
     vanilla = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
     guided = guided_backprop(demo.model, demo.x, target)  # (N, C, H, W)
-    utils.save_figure(plot_versus_vanilla(demo, vanilla, guided, explained), args.out_dir,
+    grid = checkerboard_share(guided)
+    plain = checkerboard_share(vanilla)
+    H, W = demo.x.shape[-2:]
+    print(f"\nA checkerboard? The share of each map's energy at the period-2 frequencies "
+          f"(3 of {H * W:,}; a map without\nsuch a pattern: about {3 / (H * W):.3%}):")
+    for name, g, v in zip(demo.names, grid, plain):
+        print(f"  {name:>16}: guided backprop {g:7.3%}   vanilla gradient {v:7.3%}")
+    worst = max(grid)
+    if worst > 20 * 3 / (H * W):
+        strided = sum(isinstance(m, nn.Conv2d) and max(m.stride) > 1 for m in demo.model.modules())
+        cause = (f"its {strided} strided convolutions send the backward signal to even and odd pixels unequally"
+                 if strided else "its pooling layers send the backward signal to some pixels of each window only")
+        print(f"Guided backprop puts up to {worst:.1%} of its energy into that pattern: the grid in the figure. "
+              f"In {demo.network}\n{cause}, and with only positive signals kept nothing cancels it "
+              "(Odena et al., 2016).")
+    else:
+        print("No checkerboard here: the guided map's energy at those frequencies is near what a map without "
+              "the pattern has.")
+    utils.save_figure(plot_versus_vanilla(demo, vanilla, guided, explained, grid), args.out_dir,
                       f"06_guided_backprop_{demo.track}.png")
 
     # The sanity check: explain one image for two classes. A class-discriminative map
     # changes with the class; guided backpropagation mostly redraws the image's edges.
     index = 0
     pair = utils.contrast_classes(demo, logits, index)
+    if target is not None:  # --target replaces the first class
+        pair = [target] + [c for c in pair if c != target][:1]
     x = demo.x[index: index + 1].expand(2, -1, -1, -1)  # the same image twice, one class each
     maps = {"vanilla gradient": vanilla_gradient(demo.model, x, pair, absolute=False),
             "guided backprop": guided_backprop(demo.model, x, pair)}

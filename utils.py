@@ -109,6 +109,61 @@ def top_k(logits: torch.Tensor, categories: Sequence[str], k: int = 5) -> list[l
     return [[(categories[i], float(p)) for p, i in zip(vs, ix)] for vs, ix in zip(values, indices)]
 
 
+def describe_predictions(names: Sequence[str], logits: torch.Tensor, categories: Sequence[str],
+                         target: int | None = None) -> list[str]:
+    """One line per photo of data/ground_truth.json whose first guess is not what it shows, or
+    is one of its classes under another name, e.g. "astronaut: shows a helmet; ...".
+
+    The lectures explain the predicted class: a student should know when that is not the
+    object they see (ImageNet has no class 'astronaut', so the network guesses 'bobsled').
+    """
+    import json
+
+    path = DATA_DIR / "ground_truth.json"
+    if not path.is_file() or len(categories) != 1000:
+        return []
+    objects = {}
+    for entry in json.loads(path.read_text())["objects"]:
+        objects.setdefault(Path(entry["image"]).stem, entry)  # the first entry: the composite's cat
+    lines = []
+    probs = logits.detach().float().softmax(1).cpu()
+    for i, name in enumerate(names):
+        entry = objects.get(name)
+        if entry is None or name == Path(COMPOSITE).stem:
+            continue
+        first = int(probs[i].argmax())
+        rank = {c: int((probs[i] > probs[i, c]).sum()) + 1 for c in entry["classes"]}
+        theirs = ", ".join(f"'{categories[c]}' #{rank[c]} ({probs[i, c]:.0%})" for c in entry["classes"])
+        label = entry["label"].lower()
+        if first in entry["classes"]:
+            if any(categories[c].lower() in label or label in categories[c].lower() for c in entry["classes"]):
+                continue  # it says what it sees, under that name
+            lines.append(f"{name}: shows a {entry['label']}, which no ImageNet class is named after; the first "
+                         f"guess '{categories[first]}' ({probs[i, first]:.0%}) is one of the classes for it "
+                         f"({theirs})")
+        else:
+            best = min(entry["classes"], key=rank.get)
+            explained = "and that is the class explained; " if target is None else ""
+            lines.append(f"{name}: shows a {entry['label']} ({theirs}), but the first guess is "
+                         f"'{categories[first]}' ({probs[i, first]:.0%}), {explained}"
+                         f"--target '{categories[best]}' explains the {entry['label']}")
+    return lines
+
+
+def print_what_photos_show(demo, target: int | None = None, logits: torch.Tensor | None = None) -> None:
+    """describe_predictions for a demo's batch, under a heading; nothing when every guess is what it shows."""
+    if demo.track != "imagenet":
+        return
+    if logits is None:
+        with torch.no_grad():
+            logits = demo.model(demo.x)  # (N, K)
+    lines = describe_predictions(demo.names, logits, demo.categories, target)
+    if lines:
+        print(f"\nWhat {demo.network} makes of the photos (data/ground_truth.json says what they show):")
+        for line in lines:
+            print(f"  {line}")
+
+
 def shorten(text: str, length: int = 22) -> str:
     """`text` cut to `length` characters with an ellipsis, for panel titles ("American Staffordshire terrier")."""
     return text if len(text) <= length else text[:length - 1].rstrip() + "…"
@@ -140,21 +195,79 @@ def scale_for_display(maps: np.ndarray, percentile: float = 99.0, signed: bool =
     return np.clip(maps / top, -1.0 if signed else 0.0, 1.0)
 
 
-def figure_grid(rows: int, cols: int, panel: float = 2.6, title: str | None = None):
-    """A rows x cols grid of image panels, laid out so titles and colour bars are not clipped."""
+SCREEN = (16.0, 9.0)  # inches: a class figure fills a 16:9 projector (1760 x 990 px at SAVE_DPI)
+SAVE_DPI = 110
+# Font sizes in points for a figure made for the screen; titles of 12 pt are 18 px at 110 dpi,
+# readable from the back of a room once the figure fills 1920 x 1080.
+SCREEN_FONTS = {"suptitle": 16, "title": 12, "label": 11, "ticks": 10}
+SMALL_FONTS = {"suptitle": 12, "title": 9, "label": 7, "ticks": 7}  # the older, panel-sized figures
+
+
+def fonts(ax_or_fig) -> dict[str, float]:
+    """The font sizes of the figure an axis (or figure) belongs to: large on screen figures."""
+    fig = getattr(ax_or_fig, "figure", None) or ax_or_fig
+    return getattr(fig, "course_fonts", SMALL_FONTS)
+
+
+def _new_figure(rows: int, cols: int, figsize: tuple[float, float], title: str | None, sizes: dict):
     import matplotlib
 
     matplotlib.use("Agg")  # figures go to files: no screen needed
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols + 0.6, panel * rows + (0.5 if title else 0.2)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False, layout="constrained")
+    fig.course_fonts = sizes  # read by show_image, show_heatmap and shared_colorbar
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(title, fontsize=sizes["suptitle"])
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     return fig, axes
+
+
+def figure_grid(rows: int, cols: int, panel: float = 2.6, title: str | None = None, landscape: bool = False):
+    """A rows x cols grid of image panels, laid out so titles and colour bars are not clipped.
+
+    `landscape=True` makes a figure for the projector: 16 x 9 inches whatever the grid, with
+    fonts readable at 1920 x 1080 (`panel` is then ignored).
+    """
+    if landscape:
+        return _new_figure(rows, cols, SCREEN, title, SCREEN_FONTS)
+    return _new_figure(rows, cols, (panel * cols + 0.6, panel * rows + (0.5 if title else 0.2)), title,
+                       SMALL_FONTS)
+
+
+def examples_per_row(n_examples: int, n_panels: int, title_lines: int = 1) -> int:
+    """How many examples of `n_panels` panels each share a row of a 16:9 figure: the count
+    that gives the largest square panels (one inch kept for colour bars, a title line 0.4 in)."""
+    width, height = SCREEN[0] - 1.0, SCREEN[1] - 0.4 * title_lines
+
+    def side(k: int) -> float:
+        rows = -(-n_examples // k)  # ceil
+        return min(width / (k * n_panels), height / rows - 0.5)  # 0.5 in for two lines of panel title
+
+    return max(range(1, n_examples + 1), key=lambda k: (side(k), -k))
+
+
+def example_grid(n_examples: int, n_panels: int, title: str | None = None):
+    """A 16:9 figure for `n_examples` examples of `n_panels` panels each, laid out wide.
+
+    Examples share a row when that gives larger panels (4 digits of 3 panels: two rows of two).
+    Returns (fig, panels), panels[i] the list of example i's `n_panels` axes; unused cells are blank.
+    """
+    lines = 1 + (title or "").count("\n")
+    per_row = examples_per_row(n_examples, n_panels, lines)
+    rows, cols = -(-n_examples // per_row), per_row * n_panels
+    fig, axes = figure_grid(rows, cols, title=title, landscape=True)
+    side = (SCREEN[0] - 1.0) / cols  # the panels fill the width; the height follows, up to 16:9
+    fig.set_figheight(min(SCREEN[1], rows * (side + 0.7) + 0.4 * lines))
+    # Narrow panels get smaller titles, never below 9.5 pt (15 px on a 1920 x 1080 screen).
+    fig.course_fonts = dict(SCREEN_FONTS, title=max(9.5, min(SCREEN_FONTS["title"], 5.2 * side)))
+    panels = [list(axes[i // per_row, (i % per_row) * n_panels: (i % per_row + 1) * n_panels])
+              for i in range(n_examples)]
+    for ax in list(axes.flat)[n_examples * n_panels:]:  # row-major: example i holds cells i*n .. i*n + n - 1
+        ax.axis("off")
+    return fig, panels
 
 
 def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
@@ -164,7 +277,7 @@ def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
         image = image[..., 0]
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=fonts(ax)["title"])
 
 
 MAGNITUDE_CMAP = "inferno"  # every magnitude, alone or over a picture: dark weak, light strong
@@ -179,9 +292,32 @@ def translucent(cmap, norm, values: np.ndarray, alpha: float) -> np.ndarray:
     return rgba
 
 
+def _bar_colours(signed: bool, overlay: bool, alpha: float = 0.8):
+    """(norm, colour map) of a bar: the map's own colours, or over a picture the translucent
+    ramp laid over mid-grey, the colours a reader sees there."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap, Normalize
+
+    cmap = plt.get_cmap(SIGNED_CMAP if signed else MAGNITUDE_CMAP)
+    norm = Normalize(-1.0 if signed else 0.0, 1.0)
+    if not overlay:
+        return norm, cmap
+    low, high = OVERLAY_GREY
+    ramp = translucent(cmap, norm, np.linspace(norm.vmin, norm.vmax, 256), alpha)  # (256, 4)
+    backdrop = (low + high) / 2
+    return norm, ListedColormap(ramp[:, :3] * ramp[:, 3:] + backdrop * (1.0 - ramp[:, 3:]))
+
+
+def _bar_label(label: str | None, signed: bool, overlay: bool) -> str:
+    if signed and "red" not in (label or ""):
+        zero = "clear" if overlay else "white"
+        return f"{label}; red +, blue -" if label else f"red +, blue -, 0 {zero}"
+    return label or "strength (1 = strongest shown)"
+
+
 def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = False,
                  image: np.ndarray | None = None, alpha: float = 0.8, label: str | None = None,
-                 outline: np.ndarray | None = None):
+                 outline: np.ndarray | None = None, bar: bool = True):
     """A map scaled to [0, 1] (or [-1, 1] when `signed`), with a colour bar that shows what is drawn.
 
     One sequential colour map for magnitudes (inferno) and one diverging map for signed
@@ -191,28 +327,23 @@ def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = 
     colour bar then shows those same translucent colours over mid-grey. `outline` (a
     grey picture, e.g. a digit) draws the picture's edge (its 0.5 level) as a thin line.
     `label` names the bar (a default says what the colours mean); a signed bar always says
-    what red and blue mean.
+    what red and blue mean. `bar=False` draws no bar: panels on one scale share one
+    (`shared_colorbar`). Returns the bar, or None.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import ListedColormap, Normalize
+    from matplotlib.colors import Normalize
 
     cmap = plt.get_cmap(SIGNED_CMAP if signed else MAGNITUDE_CMAP)
     norm = Normalize(-1.0 if signed else 0.0, 1.0)
     heat = np.asarray(heat, dtype=np.float64)
     if image is None:
         ax.imshow(heat, cmap=cmap, norm=norm)
-        bar_cmap = cmap
     else:
         picture = np.asarray(image, dtype=np.float64)
         grey = picture.mean(axis=-1) if picture.ndim == 3 else picture  # (H, W)
         low, high = OVERLAY_GREY
         ax.imshow(low + (high - low) * grey, cmap="gray", vmin=0, vmax=1)
         ax.imshow(translucent(cmap, norm, heat, alpha))
-        # The bar is the same translucent ramp laid over mid-grey: the colours a reader sees.
-        ramp = translucent(cmap, norm, np.linspace(norm.vmin, norm.vmax, 256), alpha)  # (256, 4)
-        backdrop = (low + high) / 2
-        bar_cmap = ListedColormap(ramp[:, :3] * ramp[:, 3:] + backdrop * (1.0 - ramp[:, 3:]))
     if outline is not None:
         edge = np.asarray(outline, dtype=np.float64)
         edge = edge.mean(axis=-1) if edge.ndim == 3 else edge
@@ -222,15 +353,33 @@ def show_heatmap(ax, heat: np.ndarray, title: str | None = None, signed: bool = 
             ax.set_xlim(limits[0])
             ax.set_ylim(limits[1])
     if title:
-        ax.set_title(title, fontsize=9)
-    bar = ax.figure.colorbar(ScalarMappable(norm, bar_cmap), ax=ax, fraction=0.046, pad=0.02,
-                             ticks=[-1, 0, 1] if signed else [0, 0.5, 1])
-    bar.ax.tick_params(labelsize=7)
-    if signed and "red" not in (label or ""):
-        zero = "white" if image is None else "clear"
-        label = f"{label}; red +, blue -" if label else f"red +, blue -, 0 {zero}"
-    bar.set_label(label or "strength (1 = strongest shown)", fontsize=7)
+        ax.set_title(title, fontsize=fonts(ax)["title"])
+    if not bar:
+        return None
+    return _colorbar(ax.figure, ax, signed, image is not None, label, alpha, fraction=0.046, pad=0.02)
+
+
+def _colorbar(fig, axes, signed: bool, overlay: bool, label: str | None, alpha: float = 0.8, **where):
+    from matplotlib.cm import ScalarMappable
+
+    norm, bar_cmap = _bar_colours(signed, overlay, alpha)
+    bar = fig.colorbar(ScalarMappable(norm, bar_cmap), ax=axes, ticks=[-1, 0, 1] if signed else [0, 0.5, 1],
+                       **where)
+    sizes = fonts(fig)
+    bar.ax.tick_params(labelsize=sizes["ticks"])
+    bar.set_label(_bar_label(label, signed, overlay), fontsize=sizes["label"])
     return bar
+
+
+def shared_colorbar(fig, axes, signed: bool = False, image: bool = False, label: str | None = None,
+                    location: str = "right"):
+    """One colour bar for every panel in `axes` (a list or array of axes) drawn on the same scale,
+    instead of one bar per panel. `image`: the panels are overlays (show_heatmap's `image`)."""
+    axes = list(np.asarray(axes, dtype=object).flat)
+    # Placed beside every panel of the figure, not only `axes`: a bar that took its room from
+    # a few panels in the middle of a grid would push them out of line with the others.
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    return _colorbar(fig, panels or axes, signed, image, label, location=location, shrink=0.8, aspect=30)
 
 
 def save_figure(fig, out_dir: Path, name: str) -> Path:
@@ -240,7 +389,7 @@ def save_figure(fig, out_dir: Path, name: str) -> Path:
     path = Path(out_dir) / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=SAVE_DPI)
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
@@ -271,7 +420,7 @@ def load_lecture(name: str) -> ModuleType:
     return importlib.import_module(name)
 
 
-def show_signed_map(ax, grads: torch.Tensor, title: str) -> None:
+def show_signed_map(ax, grads: torch.Tensor, title: str, bar: bool = True) -> None:
     """One signed `(1, C, H, W)` map on the diverging colour map, white at zero, with its bar.
 
     Channels are summed (a red pixel's three gradients mostly share a sign at an edge),
@@ -279,8 +428,8 @@ def show_signed_map(ax, grads: torch.Tensor, title: str) -> None:
     values do not turn the rest white.
     """
     heat = scale_for_display(reduce_channels(grads, "sum"), percentile=99.0, signed=True)[0]
-    show_heatmap(ax, heat, title, signed=True,
-                 label="sum over channels / 99th pct" if grads.shape[1] > 1 else "/ 99th pct of |value|")
+    show_heatmap(ax, heat, title, signed=True, bar=bar,
+                 label="sum over channels / 99th pct" if grads.shape[1] > 1 else "1 = 99th pct of |value|")
 
 
 # %% Lecture 3: many points per example, in chunks (also lectures 4 and 8) --------------
@@ -455,6 +604,15 @@ def capture_activation(layer: nn.Module) -> Iterator[Captured]:
         yield captured
     finally:
         handle.remove()
+
+
+LAYER_WORDS = {"_swish": "head ReLU6 (_swish)"}  # EfficientNet-Lite's head activation keeps the name of
+# the swish that EfficientNet has there; the Lite variants compute a ReLU6 in it
+
+
+def layer_label(layer: str | None) -> str:
+    """A layer's name as a student should read it in a title ("head ReLU6 (_swish)", "layer4")."""
+    return "the last conv" if layer is None else LAYER_WORDS.get(layer, layer)
 
 
 def cam_for_display(cam: torch.Tensor) -> np.ndarray:
