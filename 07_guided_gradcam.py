@@ -75,18 +75,21 @@ def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torc
     """One row per class: image | guided backprop | Grad-CAM | their product | its magnitude."""
     image = demo.display()[index]
     magnitude = utils.scale_for_display(utils.reduce_channels(GGC, "max_abs"))  # (2, H, W)
-    fig, axes = utils.figure_grid(len(classes), 5, title=f"Guided Grad-CAM = guided backprop x Grad-CAM, "
-                                  f"{demo.network}, layer {layer_name}")
+    fig, grid = utils.example_grid(len(classes), 5, title=f"Guided Grad-CAM = guided backprop x Grad-CAM, "
+                                   f"{demo.network}, {layer_name}")
     cam = utils.cam_for_display(L)  # (2, H, W), each map / its max
-    for row, c in enumerate(classes):
-        name = demo.class_name(c)
+    for row, (axes, c) in enumerate(zip(grid, classes)):
         zero = "" if L[row].any() else "\n(all zero: no positive evidence)"
-        utils.show_image(axes[row, 0], image, f"{demo.names[index]}, explaining\n'{name}'")
-        utils.show_signed_map(axes[row, 1], GB[row: row + 1], f"guided backprop, '{name}'")
-        utils.show_heatmap(axes[row, 2], cam[row], f"Grad-CAM, '{name}'{zero}", image=image, label="/ max")
-        utils.show_signed_map(axes[row, 3], GGC[row: row + 1], f"Guided Grad-CAM, '{name}'{zero}")
-        utils.show_heatmap(axes[row, 4], magnitude[row], "|Guided Grad-CAM|",
-                           label="max over channels / 99th pct")
+        utils.show_image(axes[0], image, f"{demo.names[index]}, explaining\n'{utils.shorten(demo.class_name(c))}'")
+        utils.show_signed_map(axes[1], GB[row: row + 1], "guided backprop", bar=False)
+        utils.show_heatmap(axes[2], cam[row], f"Grad-CAM{zero}", image=image, bar=False)
+        utils.show_signed_map(axes[3], GGC[row: row + 1], f"Guided Grad-CAM{zero}", bar=False)
+        utils.show_heatmap(axes[4], magnitude[row], "|Guided Grad-CAM|", bar=False)
+    rgb = demo.x.shape[1] > 1
+    utils.shared_colorbar(fig, [axes[k] for axes in grid for k in (1, 3)], signed=True,
+                          label=f"{'sum over RGB; ' if rgb else ''}red +, blue -, 1 = 99th pct")
+    utils.shared_colorbar(fig, [axes[k] for axes in grid for k in (2, 4)],
+                          label="Grad-CAM / its max; |GGC|" + (", max over RGB," if rgb else "") + " 1 = 99th pct")
     return fig
 
 
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     utils.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
     demo = utils.setup_demo(args, n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
     layer = utils.demo_layer(args, demo)
-    layer_name = layer or "last conv"
+    layer_name = utils.layer_label(layer)
     target = utils.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
@@ -110,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # sharp as that map; guided backprop supplies the detail.
     small = grad_cam(demo.model, demo.x[:1], None, layer, upsample=False)  # (1, 1, h, w)
     print(f"\nGrad-CAM reads {demo.network} at {layer_name}: a {small.shape[-2]}x{small.shape[-1]} map. "
-          "Deeper layers are more class-specific but coarser; see lecture 5's layer figure.")
+          "Deeper maps are coarser;\nlecture 5's layer figure measures how much the two classes' maps differ at each depth.")
 
     for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
         classes = utils.contrast_classes(demo, logits, i)
@@ -123,8 +126,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         gb_cos, _ = utils.map_similarity(GB[0].abs().amax(0), GB[1].abs().amax(0))
         ggc_cos, _ = utils.map_similarity(GGC[0].abs().amax(0), GGC[1].abs().amax(0))
         names = [demo.class_name(c) for c in classes]
-        print(f"\n{demo.names[i]}: guided_grad_cam is guided_backprop * grad_cam, largest difference "
-              f"{float((GGC - GB * L).abs().max()):.1e}")
+        # What Grad-CAM's factor does: the share of guided backprop's |R| that survives it,
+        # each map weighted by Grad-CAM divided by its own peak (1 where the class is strongest).
+        weight = L / L.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)  # (2, 1, H, W) in [0, 1]
+        kept = ((GB.abs() * weight).flatten(1).sum(1) / GB.abs().flatten(1).sum(1).clamp_min(1e-30)).tolist()
+        print(f"\n{demo.names[i]}: the share of guided backprop's |R| that Grad-CAM's factor keeps "
+              "(Grad-CAM / its peak as the weight):")
+        print("  " + ", ".join(f"'{n}' {k:.0%}" for n, k in zip(names, kept)))
         print(f"  '{names[0]}' vs '{names[1]}', cosine similarity of the two maps")
         print(f"  guided backprop {gb_cos:.3f}   Guided Grad-CAM {ggc_cos:.3f}   (1 = the same map)")
 

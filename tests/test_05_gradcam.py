@@ -1,6 +1,8 @@
 """Lecture 5: Grad-CAM by hand, against Captum and pytorch-grad-cam, and end to end."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -333,3 +335,71 @@ def test_grad_cam_is_cam_divided_by_h_w_on_a_global_average_pooling_head():
     cam = (model[4].weight[[1, 3]][:, :, None, None] * A).sum(1, keepdim=True)
     torch.testing.assert_close(signed * 5 * 7, cam)
     torch.testing.assert_close(lecture("05_gradcam").class_activation_map(model, x, [1, 3], "1"), cam)
+
+
+# --- what each figure explains ------------------------------------------------------------------
+
+
+def recording(monkeypatch, module, *names):
+    """Wrap the lecture's plotting functions so that a test sees the arguments of each call."""
+    calls = {name: [] for name in names}
+    for name in names:
+        original = getattr(module, name)
+
+        def record(*args, _name=name, _original=original, **kwargs):
+            calls[_name].append(args)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, record)
+    return calls
+
+
+def test_with_several_images_every_figure_explains_the_first(monkeypatch, tmp_path, capsys):
+    module = lecture("05_gradcam")
+    calls = recording(monkeypatch, module, "plot_layers", "plot_classes")
+    first, second = utils.DIGITS_DIR / "sample_07_7.png", utils.DIGITS_DIR / "sample_02_2.png"
+    module.main(["--quick", "--model", "mnist", "--image", str(first), "--image", str(second),
+                 "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    (demo, index, *_), = calls["plot_layers"]
+    assert index == 0 and demo.names[0] == first.stem
+    assert f"on {first.stem} at four depths" in out
+    classes_rows, top3_rows = (args[0] for args in calls["plot_classes"])
+    assert [name for name, _, _ in classes_rows] == [first.stem, second.stem]  # digits: one row each, in order
+    assert [name for name, _, _ in top3_rows] == [first.stem]
+
+
+def test_target_reaches_the_layer_class_and_top3_figures(monkeypatch, tmp_path, capsys):
+    module = lecture("05_gradcam")
+    calls = recording(monkeypatch, module, "plot_layers", "plot_classes")
+    module.main(["--quick", "--model", "mnist", "--target", "8", "--out-dir", str(tmp_path)])
+    (_, _, _, _, _, names, _), = calls["plot_layers"]
+    assert names[0] == "8" and names[1] != "8"
+    classes_rows, top3_rows = (args[0] for args in calls["plot_classes"])
+    for _, _, panels in classes_rows:  # each digit's first map is the target's
+        assert panels[0][0].startswith("'8'")
+    labels = [label for label, _, _ in top3_rows[0][2]]
+    assert len(labels) == 3 and sum("'8'" in label for label in labels) == 1
+    assert "--target '8' and the top two others" in calls["plot_classes"][1][1]  # the top-3 figure's title
+
+
+def test_the_layer_figure_measures_how_alike_the_two_classes_maps_are(monkeypatch, tmp_path, capsys):
+    module = lecture("05_gradcam")
+    calls = recording(monkeypatch, module, "plot_layers")
+    module.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    (_, _, layers, small, _, names, alike), = calls["plot_layers"]
+    for layer, maps, r in zip(layers, small, alike):
+        assert maps.shape[0] == 2  # one map per class
+        assert r == pytest.approx(utils.rank_correlation(maps[0], maps[1]))
+        assert f"rank correlation {r:+.2f}" in out
+
+
+def test_the_digit_track_measures_grad_cam_on_empty_border_cells(tmp_path, capsys):
+    lecture("05_gradcam").main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "in empty border cells" in line]
+    assert len(lines) == 4  # one per digit of --quick
+    shares = [float(re.search(r"(\d+)% in empty border cells", line).group(1)) for line in lines]
+    # the 2 of data/digits: its base stroke lights the empty bottom row of cells
+    assert max(shares) >= 30 and "digit 2" in out.split("most here: ")[1].split(",")[0]

@@ -1,6 +1,8 @@
 """Lecture 6: guided backpropagation by hand, against Captum, and with nothing left patched."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -282,3 +284,31 @@ def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     module.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     assert {p.name for p in tmp_path.glob("06_*")} == {"06_guided_backprop_mnist.png",
                                                          "06_guided_backprop_two_classes_mnist.png"}
+
+
+# --- the checkerboard and what each figure explains --------------------------------------------
+
+
+def test_checkerboard_share_by_hand():
+    rows, cols = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    board = ((rows + cols) % 2).float()[None, None]  # (1, 1, 8, 8): a pure period-2 pattern
+    stripes = (rows % 2).float()[None, None]  # period 2 along the rows only
+    smooth = torch.sin(rows.float() / 8 * 2 * torch.pi)[None, None]  # one period over the image
+    shares = module.checkerboard_share(torch.cat([board, stripes, smooth, board + smooth]))
+    assert shares[:3] == pytest.approx([1.0, 1.0, 0.0], abs=1e-12)
+    # |FFT|^2: the board (+-0.5 about its mean) gives (64 * 0.5)^2 at one frequency, the sine
+    # (amplitude 1) (64 / 2)^2 at each of two: a third of the energy is the board's
+    assert shares[3] == pytest.approx(1 / 3, abs=1e-6)
+    three = torch.rand(1, 3, 8, 8)
+    assert module.checkerboard_share(three)[0] == pytest.approx(module.checkerboard_share(three.sum(1, True))[0])
+    assert math.isnan(module.checkerboard_share(torch.rand(1, 1, 7, 8))[0])  # odd height: no period-2 frequency
+
+
+def test_target_reaches_the_two_class_figure(monkeypatch, tmp_path, capsys):
+    calls = []
+    original = module.plot_two_classes
+    monkeypatch.setattr(module, "plot_two_classes", lambda *args: calls.append(args) or original(*args))
+    module.main(["--quick", "--model", "mnist", "--target", "5", "--out-dir", str(tmp_path)])
+    (_, index, classes, *_), = calls
+    assert index == 0 and classes[0] == 5 and classes[1] != 5
+    assert "Similarity of the maps for '5' and" in capsys.readouterr().out

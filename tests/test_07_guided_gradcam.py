@@ -6,6 +6,7 @@ import torch
 from captum.attr import GuidedGradCam
 from torch import nn
 
+import utils
 from conftest import lecture, random_resnet18
 from helpers import hooks_left, twins
 from test_06_guided_backprop import assert_nothing_left_patched
@@ -80,7 +81,7 @@ def test_invalid_targets_and_layers_raise_value_error_leaving_nothing(bad):
 def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
     module.main(["--quick", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "7x7 map" in out and "raw peak" in out and "largest difference 0.0e+00" in out
+    assert "7x7 map" in out and "raw peak" in out and "Grad-CAM's factor keeps" in out
     assert (tmp_path / "07_guided_gradcam_imagenet.png").stat().st_size > 10_000
     assert_nothing_left_patched()
 
@@ -100,3 +101,19 @@ def test_cli_unknown_layer_and_a_vision_transformer(tmp_path, capsys):
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and words in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_kept_share_printed_is_measured_and_target_leads_the_figure(monkeypatch, tmp_path, capsys):
+    calls = []
+    original = module.plot_three_panels
+    monkeypatch.setattr(module, "plot_three_panels", lambda *args: calls.append(args) or original(*args))
+    module.main(["--quick", "--model", "mnist", "--target", "4", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    (demo, index, classes, GB, L, GGC, _), = calls
+    assert index == 0 and classes[0] == 4
+    weight = L / L.flatten(1).amax(1).view(-1, 1, 1, 1)
+    kept = (GB.abs() * weight).flatten(1).sum(1) / GB.abs().flatten(1).sum(1)
+    assert f"'4' {float(kept[0]):.0%}" in out
+    assert 0 < float(kept[0]) < 1  # Grad-CAM keeps part of guided backprop, not all of it
+    x = demo.x[:1].expand(2, -1, -1, -1)
+    torch.testing.assert_close(GGC, guided_grad_cam(demo.model, x, classes, utils.CAM_LAYERS["mnist"]))
