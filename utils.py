@@ -29,9 +29,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from course.cli import InputError
-from course.images import central_crop
-from course.paths import ROOT
+from course.cli import InputError, file_kind, shown
+from course.images import central_crop, open_image
+from course.models import ImagePreset
+from course.paths import COMPOSITE, OUTPUT_DIR, PHOTOS, ROOT
 
 
 # %% Lecture 1: which class is explained ------------------------------------------------
@@ -395,6 +396,103 @@ def save_figure(fig, out_dir: Path, name: str) -> Path:
     finally:
         plt.close(fig)
     print(f"saved {path}")
+    return path
+
+
+# %% Lecture 1: the quick start, three helpers for a first saliency map in a few lines -----
+#
+#     image = utils.load_image("data/cat_chelsea.png")
+#     x = utils.preprocess_image(image).requires_grad_(True)        # (1, 3, 224, 224)
+#     model(x)[0, class_idx].backward()
+#     utils.visualize_saliency(image, x.grad.abs().max(dim=1)[0])   # outputs/saliency.png
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the colour statistics torchvision's ImageNet weights were trained with
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE, CROP = 256, 224  # short side resized to 256, then the central 224 x 224: torchvision's ImageNet recipe
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """An image file as an RGB PIL image, decoded safely (any format, 16-bit, EXIF rotation, no bombs).
+
+    A relative path is looked for in the working folder, then in the course folder, so
+    "data/cat_chelsea.png" works from anywhere. A missing file is one line naming the photos that ship.
+    """
+    path = Path(path)
+    if file_kind(path, "load_image:") == "missing" and not path.is_absolute() and (ROOT / path).exists():
+        path = ROOT / path
+    if file_kind(path, "load_image:") == "missing":
+        ships = ", ".join(f"data/{name}" for name in [*PHOTOS, COMPOSITE])
+        raise InputError(f"{shown(path)}: no such image; the photos that ship with the course are {ships}")
+    return open_image(path)
+
+
+def preprocess_image(image: Image.Image) -> torch.Tensor:
+    """A PIL image as the `(1, 3, 224, 224)` tensor torchvision's ImageNet networks expect.
+
+    Resized (short side 256) and centre-cropped to 224, scaled to [0, 1], normalised with
+    ImageNet's mean and std. Not for EfficientNet-Lite0, which reads [-1, 1]: use its own
+    `transforms()` (lecture 1's demo does).
+    """
+    return preprocess([image], ImagePreset(RESIZE, CROP, IMAGENET_MEAN, IMAGENET_STD))  # (1, 3, 224, 224)
+
+
+def saliency_as_map(saliency) -> np.ndarray:
+    """One map `(H, W)` from a tensor or array shaped (H, W), (1, H, W), (3, H, W) or (1, C, H, W):
+    channels become their largest |value| (Simonyan et al.'s reduction)."""
+    heat = np.asarray(saliency.detach().float().cpu() if isinstance(saliency, torch.Tensor) else saliency,
+                      dtype=np.float64)
+    if heat.ndim == 4 and heat.shape[0] == 1:
+        heat = heat[0]  # (C, H, W)
+    if heat.ndim == 3 and heat.shape[0] in (1, 3):
+        heat = np.abs(heat).max(axis=0)  # (H, W)
+    if heat.ndim != 2:
+        raise InputError(f"visualize_saliency: a map of shape {tuple(np.shape(saliency))}; expected one map, "
+                         "(H, W), (1, H, W) or (1, C, H, W)")
+    return heat
+
+
+def visualize_saliency(image: Image.Image, saliency, title: str | None = None, out_dir: Path = OUTPUT_DIR,
+                       name: str = "saliency.png", path: Path | None = None, show: bool | None = None) -> Path:
+    """The photo and its saliency map side by side, with a colour bar; saved, and shown on a screen.
+
+    `image` is the PIL image given to `preprocess_image` (it is cropped the same way, so the two
+    panels line up); `saliency` is a map (H, W), (1, H, W) or (1, C, H, W), a tensor or an array,
+    drawn as |value| scaled to its 99th percentile. The figure goes to `path`, or to `out_dir/name`
+    (default outputs/saliency.png). `show=None` shows it when matplotlib has a screen to draw on.
+    Returns the file's path.
+    """
+    import matplotlib.pyplot as plt
+
+    heat = scale_for_display(np.abs(saliency_as_map(saliency))[None])[0]  # (H, W) in [0, 1]
+    side = heat.shape
+    photo = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(
+        (np.clip(np.asarray(image, dtype=np.float64), 0, 1) * 255).astype(np.uint8))
+    scale = max(side) * RESIZE / CROP / min(photo.size)  # the crop preprocess_image took, at the map's size
+    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BILINEAR)
+    left, top = (photo.width - side[1]) // 2, (photo.height - side[0]) // 2
+    photo = np.asarray(photo.crop((left, top, left + side[1], top + side[0])), dtype=np.float64) / 255
+
+    fig, (ax_photo, ax_map) = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
+    fig.course_fonts = SCREEN_FONTS
+    for ax in (ax_photo, ax_map):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    show_image(ax_photo, photo, "the image, cropped as the network sees it")
+    show_heatmap(ax_map, heat, "saliency map", label="|saliency| (1 = its 99th percentile)")
+    if title:
+        fig.suptitle(title, fontsize=SCREEN_FONTS["suptitle"])
+    path = Path(path) if path is not None else Path(out_dir) / name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=SAVE_DPI)
+    except OSError as error:
+        plt.close(fig)
+        raise InputError(f"cannot write {shown(path)}: {error.strerror or error}") from None
+    print(f"saved {path}")
+    interactive = plt.get_backend().lower() not in ("agg", "pdf", "ps", "svg", "cairo", "template")
+    if show if show is not None else interactive:
+        plt.show()
+    plt.close(fig)
     return path
 
 

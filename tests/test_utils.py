@@ -1,7 +1,9 @@
 """The shared plumbing: images, targets, devices, model loading, hooks, display."""
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -422,3 +424,125 @@ def test_a_very_wide_image_is_cropped_before_resizing_and_a_photo_is_untouched()
     assert utils.central_crop(photo) is photo
     transform = utils.ImagePreset(256, 224, (0.5,) * 3, (0.5,) * 3)
     assert utils.preprocess([strip], transform).shape == (1, 3, 224, 224)
+
+
+# --- the quick start: load_image, preprocess_image, visualize_saliency ------------------------------
+
+SEED_SNIPPET = """\
+from torchvision import models
+import torch
+model = models.resnet50(pretrained=True)
+model.eval()
+from utils import load_image, preprocess_image
+image = load_image('data/cat_chelsea.png')
+input_tensor = preprocess_image(image)
+input_tensor.requires_grad = True
+output = model(input_tensor)
+class_idx = output.argmax(dim=1)
+model.zero_grad()
+output[0, class_idx].backward()
+saliency = input_tensor.grad.abs().max(dim=1)[0]
+from utils import visualize_saliency
+visualize_saliency(image, saliency)
+"""
+
+
+def test_the_seeds_quick_start_runs_as_written(tmp_path):
+    """The course description's snippet, unchanged but for the photo, in a fresh process: torchvision's
+    cache holds a random ResNet-50 under the name `pretrained=True` looks for; the figure lands in
+    outputs/ and nothing else is written. The course is copied, so the checkout's outputs/ stay as they are."""
+    import shutil
+    import subprocess
+    import sys
+
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    from conftest import ROOT, with_batchnorm_statistics
+
+    course = tmp_path / "course_copy"
+    shutil.copytree(ROOT / "course", course / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "utils.py", course)
+    (course / "data").mkdir()
+    shutil.copy(ROOT / "data" / "cat_chelsea.png", course / "data")
+    (course / "quick_start.py").write_text(SEED_SNIPPET)
+    torch_home = tmp_path / "torch_home"
+    cached = torch_home / "hub" / "checkpoints" / Path(ResNet50_Weights.IMAGENET1K_V1.url).name
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(with_batchnorm_statistics(resnet50()).state_dict(), cached)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
+    env.update(TORCH_HOME=str(torch_home), PYTHONDONTWRITEBYTECODE="1", PYTHONPATH="")
+    done = subprocess.run([sys.executable, "quick_start.py"], cwd=course, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figure = course / "outputs" / "saliency.png"
+    with Image.open(figure) as png:
+        assert png.width > 2 * png.height > 800  # two panels side by side, large enough to read
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    written = sorted(str(p.relative_to(course)) for p in after  # new paths, and files written again
+                     if p not in before or (p.is_file() and after[p] != before[p]))
+    assert written == ["outputs", "outputs/saliency.png"], written
+
+
+def test_preprocess_image_is_torchvisions_imagenet_recipe():
+    from torchvision.models import ResNet50_Weights
+
+    image = utils.load_image("data/coffee.png")
+    x = utils.preprocess_image(image)
+    assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
+    assert torch.allclose(x, ResNet50_Weights.IMAGENET1K_V1.transforms()(image)[None], atol=1e-5)
+
+
+def test_load_image_finds_the_course_photos_from_any_folder_and_names_them_when_missing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    image = utils.load_image("data/cat_chelsea.png")
+    assert image.mode == "RGB" and image.size == Image.open(utils.DATA_DIR / "cat_chelsea.png").size
+    with pytest.raises(utils.InputError, match="dog.jpg: no such image.*data/cat_chelsea.png") as error:
+        utils.load_image("dog.jpg")
+    assert "\n" not in str(error.value)
+
+
+def test_an_uncaught_input_error_is_one_line_in_a_students_script(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = tmp_path / "mine.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport utils\nutils.load_image('dog.jpg')\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.startswith("error: dog.jpg") and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("shape", [(1, 224, 224), (224, 224), (1, 3, 224, 224), (3, 224, 224)])
+@pytest.mark.parametrize("kind", ["tensor", "array"])
+def test_visualize_saliency_takes_every_map_shape(shape, kind, tmp_path):
+    image = utils.load_image("data/cat_chelsea.png")
+    saliency = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    saliency = saliency.numpy() if kind == "array" else saliency.requires_grad_(True)
+    path = utils.visualize_saliency(image, saliency, out_dir=tmp_path, show=False)
+    assert path == tmp_path / "saliency.png" and path.stat().st_size > 10_000
+    if shape == (1, 224, 224):
+        assert utils.visualize_saliency(image, saliency, path=tmp_path / "mine.png", show=False).is_file()
+
+
+def test_visualize_saliency_lines_the_photo_up_with_the_map():
+    """A map that is the photo's own brightness, computed on the network's input, comes out as the crop."""
+    image = utils.load_image("data/coffee.png")
+    x = utils.preprocess_image(image)
+    pixels = torch.tensor(utils.IMAGENET_MEAN).view(1, 3, 1, 1) + torch.tensor(utils.IMAGENET_STD).view(1, 3, 1, 1) * x
+    map_ = pixels.mean(1)[0].numpy()  # (224, 224), the crop's brightness
+    photo = np.asarray(image.convert("L").resize(
+        (round(image.width * 256 / min(image.size)), round(image.height * 256 / min(image.size)))), dtype=float)
+    top, left = (photo.shape[0] - 224) // 2, (photo.shape[1] - 224) // 2
+    crop = photo[top:top + 224, left:left + 224] / 255
+    assert np.corrcoef(crop.ravel(), map_.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("shape", [(2, 224, 224), (2, 3, 8, 8), (5,), (1, 1, 1, 8, 8)])
+def test_visualize_saliency_refuses_what_is_not_one_map(shape, tmp_path):
+    with pytest.raises(utils.InputError, match="expected one map"):
+        utils.visualize_saliency(Image.new("RGB", (8, 8)), torch.rand(shape), out_dir=tmp_path, show=False)
+    assert not list(tmp_path.iterdir())
