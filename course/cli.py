@@ -53,6 +53,18 @@ def command_line(main: Callable[..., object]) -> Callable[..., object]:
     return wrapper
 
 
+def _input_errors_in_one_line(kind, error, trace, previous=sys.excepthook) -> None:
+    """Outside a lecture's `main` too (a student's own script calling utils), a mistake in what was
+    asked is one line, "error: ...", not a traceback; any other exception keeps its traceback."""
+    if issubclass(kind, InputError):
+        print(f"error: {error}", file=sys.stderr)
+    else:
+        previous(kind, error, trace)
+
+
+sys.excepthook = _input_errors_in_one_line
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (usage stays behind --help)."""
 
