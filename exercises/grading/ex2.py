@@ -14,6 +14,41 @@ from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, Constant
 import tasks  # noqa: E402
 import utils  # noqa: E402
 
+OVERLAY = 0.3  # a second digit drawn over each copy at this strength: more mistakes to choose among
+
+
+def overlaid(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each digit shifted by up to 3 pixels, with another digit drawn over it at OVERLAY strength."""
+    n = len(images)
+    other = images[torch.randperm(n, generator=generator)]
+    shifts = torch.randint(-3, 4, (n, 2), generator=generator)
+    moved = torch.stack([torch.roll(img, (int(s[0]), int(s[1])), dims=(-2, -1)) for img, s in zip(images, shifts)])
+    return (moved + OVERLAY * other).clamp(0, 1)
+
+
+def grading_digits(model: nn.Module, variation: Variation) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out digits, then a copy of each with another digit drawn over it (600 in all).
+
+    The copies are drawn again (from the variation) until the most confident mistake by softmax
+    probability is not the one with the largest logit, and there are at least 20 mistakes,
+    so that either mistake in choosing it shows.
+    """
+    images, labels = tasks.heldout_digits()
+    base = int.from_bytes(variation.generator("digits").initial_seed().to_bytes(8, "big")[-4:], "big")
+    for attempt in range(200):
+        extra = overlaid(images, torch.Generator().manual_seed(base + attempt))
+        x, y = torch.cat([images, extra]), torch.cat([labels, labels])
+        with torch.no_grad():
+            logits = model(x)
+        predicted = logits.argmax(1)
+        wrong = torch.nonzero(predicted != y).flatten()
+        top = logits[wrong].gather(1, predicted[wrong, None])[:, 0]
+        probability = logits[wrong].softmax(1).gather(1, predicted[wrong, None])[:, 0]
+        if len(wrong) >= 20 and int(top.argmax()) != int(probability.argmax()):
+            return x, y
+    return x, y
+
+
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
     vanilla = utils.load_lecture("01_vanilla_gradient_saliency")
@@ -25,7 +60,7 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
     @cached
     def setting():
         model = utils.load_mnist_cnn()  # whatever weights ship now: nothing below is hard-coded
-        images, labels = tasks.heldout_digits()
+        images, labels = grading_digits(model, variation)
         with torch.no_grad():
             predicted = model(images).argmax(1)
         wrong = torch.nonzero(predicted != labels).flatten()
@@ -41,7 +76,9 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         model, images, labels, wrong, predicted = setting()
         x, true = images[wrong], labels[wrong]
         with torch.no_grad():
-            chosen = model(x).softmax(1).gather(1, predicted[:, None])[:, 0]
+            logits = model(x)
+            chosen = logits.softmax(1).gather(1, predicted[:, None])[:, 0]
+            largest_logit = int(wrong[int(logits.gather(1, predicted[:, None])[:, 0].argmax())])
         k = int(chosen.argmax())
         for_p, for_t = reference_maps(model, x, predicted), reference_maps(model, x, true)
         diff = {m: for_p[m] - for_t[m] for m in methods}
@@ -54,7 +91,9 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         return {"n_mistakes": len(wrong), "most_confident_mistake": int(wrong[k]),
                 "ig_contrast_sum": float(diff["integrated_gradients"][k].sum()), "margin_change": change,
                 "most_class_discriminative": max(unlike, key=unlike.get), "share_on_ink": share,
-                "_unlike": unlike}
+                "_unlike": unlike, "_largest_logit": largest_logit, "_mistakes": set(wrong.tolist()),
+                "_position_of": {i for i in range(len(wrong)) if int(wrong[i]) != i}, "_count": len(images),
+                "_margin_at_x": float(margin(x[k:k + 1]).detach())}
 
     @cached
     def student_answers() -> dict:
@@ -77,10 +116,16 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
             raise Failed("(indices, predicted classes)", show(result), "return two tensors")
         got_wrong, got_predicted = (torch.as_tensor(r).flatten().long() for r in result)
         if not torch.equal(got_wrong, wrong):
-            raise Failed(f"{len(wrong)} mistakes at {show(wrong)}", show(got_wrong),
+            missing = len(set(wrong.tolist()) - set(got_wrong.tolist()))
+            extra = len(set(got_wrong.tolist()) - set(wrong.tolist()))
+            order = "" if missing or extra else "; the same indices, in another order"
+            raise Failed(f"the indices of the {len(images)} digits whose prediction differs from the label",
+                         f"{missing} of them missing and {extra} that are not mistakes{order}",
                          "a mistake is predicted != label; return the indices in ascending order")
         if not torch.equal(got_predicted, predicted):
-            raise Failed(f"predictions {show(predicted)}", show(got_predicted), "the argmax of each mistake's logits")
+            off = int((got_predicted != predicted).sum()) if got_predicted.shape == predicted.shape else "all"
+            raise Failed("the predicted class of each mistake", f"{off} of {len(predicted)} differ",
+                         "the argmax of each mistake's logits")
 
     def method_check(method: str):
         def check() -> None:
@@ -107,18 +152,46 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         got = need(student, "contrast")(model, x.clone(), predicted[:3], true)
         for_p, for_t = reference_maps(model, x, predicted[:3]), reference_maps(model, x, true)
         for m in methods:
-            if not isinstance(got, dict) or m not in got or not close(got[m], for_p[m] - for_t[m], 1e-3, 1e-4):
-                raise Failed(f"contrast[{m!r}] = map(predicted) - map(true)",
-                             worst(got[m], for_p[m] - for_t[m]) if isinstance(got, dict) and m in got else show(got),
-                             "predicted minus true, in that order")
+            if not isinstance(got, dict) or m not in got:
+                raise Failed(f"a dict with the key {m!r}", show(got), "one entry per name in METHODS")
+            if close(got[m], for_p[m] - for_t[m], 1e-3, 1e-4):
+                continue
+            mine, want = got[m], for_p[m] - for_t[m]
+            if close(mine, -want, 1e-3, 1e-4):
+                hint = "the order is reversed: predicted minus true"
+            elif isinstance(mine, torch.Tensor) and close(mine.abs(), want.abs(), 1e-3, 1e-4):
+                hint = "the sign was dropped: keep each map signed (absolute=False, relu=False)"
+            elif isinstance(mine, torch.Tensor) and mine.shape == want.shape and float(mine.abs().max()) == 0:
+                hint = "your contrast is zero everywhere: did you explain the same class twice?"
+            elif close(mine, for_p[m], 1e-3, 1e-4) or close(mine, for_t[m], 1e-3, 1e-4):
+                hint = "that is one class's map: subtract the true class's map from the predicted class's"
+            else:
+                hint = "each map as explain gives it (signed), the predicted class's minus the true class's"
+            raise Failed(f"contrast[{m!r}] = map(predicted) - map(true)", worst(mine, want), hint)
 
-    def exact(key: str, hint: str):
-        def check() -> None:
-            got = answer(key)  # the student's first: an unfinished answer costs no reference work
-            want = reference_answers()[key]
-            if got != want:
-                raise Failed(f"{key} = {want!r}", repr(got), hint)
-        return check
+    def check_count() -> None:
+        got = answer("n_mistakes")
+        want = reference_answers()["n_mistakes"]
+        if got != want:
+            off = f"{abs(got - want)} too {'many' if got > want else 'few'}" if isinstance(got, int) else repr(got)
+            raise Failed("the number of mistakes among the digits you are given", off,
+                         "count the mistakes find_mistakes finds on all digits")
+
+    def check_most_confident() -> None:
+        got = answer("most_confident_mistake")
+        ref = reference_answers()
+        if got == ref["most_confident_mistake"]:
+            return
+        if got == ref["_largest_logit"]:
+            hint = "that is the mistake with the largest logit: compare softmax probabilities, not logits"
+        elif isinstance(got, int) and got in ref["_position_of"]:
+            hint = "an index into images, not a position among the mistakes"
+        elif isinstance(got, int) and 0 <= got < ref["_count"] and got not in ref["_mistakes"]:
+            hint = "that digit is classified correctly: choose among the mistakes"
+        else:
+            hint = "the highest softmax probability of the predicted class, as an index into images"
+        raise Failed("the index (into images) of the mistake with the highest probability of its prediction",
+                     repr(got), hint)
 
     def check_completeness() -> None:
         answer("ig_contrast_sum")
@@ -126,23 +199,32 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         for key in ("ig_contrast_sum", "margin_change"):
             got = answer(key)
             if not isinstance(got, (int, float)) or not math.isclose(got, ref[key], rel_tol=2e-3, abs_tol=1e-3):
-                raise Failed(f"{key} = {ref[key]:.4f}", repr(got),
-                             "for the most confident mistake; the margin is S_predicted - S_true, black = zeros")
+                off = (f"off by {abs(got - ref[key]) / max(abs(ref[key]), 1e-12):.1%}"
+                       if isinstance(got, (int, float)) else repr(got))
+                if key == "margin_change" and isinstance(got, (int, float)) \
+                        and math.isclose(got, ref["_margin_at_x"], rel_tol=2e-3):
+                    off += " (it is the margin at x alone)"
+                raise Failed(f"{key} for the most confident mistake", off,
+                             "the contrast map of integrated gradients summed; the margin S_predicted - S_true at x "
+                             "minus at black (zeros)")
 
     def check_discriminative() -> None:
         got = answer("most_class_discriminative")
         ref = reference_answers()
         if got != ref["most_class_discriminative"]:
-            scores = ", ".join(f"{m} {v:.3f}" for m, v in ref["_unlike"].items())
-            raise Failed(f"{ref['most_class_discriminative']!r} (1 - mean cosine: {scores})", repr(got),
-                         "compare each method's map for the predicted class with its map for the true class")
+            raise Failed("the method whose maps for the two classes differ most (1 - mean cosine similarity)",
+                         repr(got), "compare each method's map for the predicted class with its map for the true "
+                         "class, over all mistakes")
 
     def check_share() -> None:
         got = answer("share_on_ink")
         ref = reference_answers()["share_on_ink"]
-        if not isinstance(got, dict) or any(not isinstance(got.get(m), (int, float))
-                                            or not math.isclose(got[m], ref[m], abs_tol=1e-3) for m in methods):
-            raise Failed({m: round(v, 4) for m, v in ref.items()}, got,
+        if not isinstance(got, dict) or any(not isinstance(got.get(m), (int, float)) for m in methods):
+            raise Failed(f"a dict of one number per method ({', '.join(methods)})", show(got), "see TODO 4")
+        off = {m: got[m] - ref[m] for m in methods if not math.isclose(got[m], ref[m], abs_tol=1e-3)}
+        if off:
+            raise Failed("each method's share of the positive contrast on ink",
+                         ", ".join(f"{m} off by {v:+.2f}" for m, v in off.items()),
                          "sum the positive part of each contrast map over all mistakes, on pixels with x > 0, "
                          "divided by its sum everywhere")
 
@@ -150,10 +232,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         ("find_mistakes: the misclassified digits and their predictions", check_mistakes),
         *(method_check(m) for m in methods),
         ("contrast: map(predicted) - map(true) for each method", check_contrast),
-        ("Q1 n_mistakes", exact("n_mistakes", "count the mistakes find_mistakes finds on all digits")),
-        ("Q2 most_confident_mistake", exact("most_confident_mistake",
-                                            "the highest softmax probability of the predicted class; "
-                                            "an index into images, not into the mistakes")),
+        ("Q1 n_mistakes", check_count),
+        ("Q2 most_confident_mistake (by probability, among several mistakes)", check_most_confident),
         ("Q3 completeness: ig_contrast_sum and margin_change", check_completeness),
         ("Q4 most_class_discriminative", check_discriminative),
         ("Q5 share_on_ink of the evidence for the wrong class", check_share),

@@ -22,7 +22,9 @@ def reference_blur(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, kernel.expand(x.shape[1], 1, 11, 11), padding=5, groups=x.shape[1])
 
 
-def reference_curve(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, target, steps: int) -> torch.Tensor:
+def reference_curve(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, target, steps: int,
+                    rechoose: bool = False) -> torch.Tensor:
+    """The deletion curve into the blurred copy; `rechoose` makes the classic mistake (the class re-chosen at each point)."""
     heat = saliency.abs().sum(1) if saliency.dim() == 4 else saliency  # (N, H, W)
     n, h, w = heat.shape
     substrate = reference_blur(x)
@@ -35,8 +37,13 @@ def reference_curve(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, t
                 top = torch.argsort(heat[i].flatten(), descending=True, stable=True)[:round(k * h * w / steps)]
                 r, c = top // w, top % w  # the removed pixels' rows and columns
                 current[i][:, r, c] = substrate[i][:, r, c]
-            rows.append(model(current).softmax(1).gather(1, classes[:, None])[:, 0])
+            probabilities = model(current).softmax(1)
+            rows.append(probabilities.max(1).values if rechoose else probabilities.gather(1, classes[:, None])[:, 0])
     return torch.stack(rows, 1)
+
+
+METHOD_ORDER = ("vanilla_gradient", "smoothgrad", "grad_cam", "chance")  # the order TODO 4 lists them in
+STEP_CHOICES = (8, 10, 12, 16)
 
 
 def reference_gap(model, x, saliency, target, steps) -> torch.Tensor:
@@ -50,7 +57,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
     vanilla = utils.load_lecture("01_vanilla_gradient_saliency")
     smooth = utils.load_lecture("03_smoothgrad")
     gradcam = utils.load_lecture("05_gradcam")
-    rank_steps, sg_samples = 10, 16
+    rank_steps, sg_samples = variation.choice("ranking steps", STEP_CHOICES, 10), 16
+    rank_seed = variation.integer("ranking seed", 0, 999, 0)
 
     def compare_curve(got, want, what: str, hint: str) -> None:
         if not close(got, want, 1e-4, 1e-6):
@@ -76,14 +84,18 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
     def check_ends() -> None:
         model = GradingCNN(channels=3, seed=4)
         x = torch.rand(2, 3, 9, 9, generator=torch.Generator().manual_seed(8))
-        got = curve_of(model, x, torch.rand(2, 3, 9, 9), [1, 3], steps=5)
+        saliency = torch.rand(2, 3, 9, 9, generator=torch.Generator().manual_seed(18))
+        got = curve_of(model, x, saliency, [1, 3], steps=5)
         with torch.no_grad():
             start = model(x).softmax(1)[[0, 1], [1, 3]]
             end = model(reference_blur(x)).softmax(1)[[0, 1], [1, 3]]
         if not isinstance(got, torch.Tensor) or got.shape != (2, 6):
             raise Failed("shape (2, 6)", show(got), "steps + 1 points per example")
+        rechosen = reference_curve(model, x, saliency, [1, 3], 5, rechoose=True)
+        hint = ("the class is fixed once, at x (the target): you re-chose it at every point"
+                if close(got, rechosen, 1e-4, 1e-6) else "deleted pixels take the values of blurred(x), not zeros")
         compare_curve(got[:, [0, -1]], torch.stack([start, end], 1), "point 0 = p(x), last point = p(blurred(x))",
-                      "deleted pixels take the values of blurred(x), not zeros")
+                      hint)
 
     def check_linear() -> None:
         w = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]])
@@ -115,9 +127,11 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         model = GradingCNN(channels=3, seed=5)
         x = torch.rand(3, 3, 6, 5, generator=torch.Generator().manual_seed(9))
         saliency = torch.randn(3, 3, 6, 5, generator=torch.Generator().manual_seed(10))
-        compare_curve(curve_of(model, x, saliency, None, steps=7), reference_curve(model, x, saliency, None, 7),
-                      "the grader's curve (6x5 image, steps 7)",
-                      "point k removes round(k * H * W / steps) pixels; the class is fixed at x")
+        got = curve_of(model, x, saliency, None, steps=7)
+        hint = ("the class is fixed once, at x: you re-chose it at every point"
+                if close(got, reference_curve(model, x, saliency, None, 7, rechoose=True), 1e-4, 1e-6)
+                else "point k removes round(k * H * W / steps) pixels; the class is fixed at x")
+        compare_curve(got, reference_curve(model, x, saliency, None, 7), "the grader's curve (6x5 image, steps 7)", hint)
 
     def check_gap() -> None:
         model = GradingCNN(channels=1, seed=6)
@@ -144,49 +158,79 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
                           torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(6)), torch.rand(2, 3, 7, 7),
                           [0, 2], steps=4)
 
-    @cached
-    def digits():
-        model = utils.load_mnist_cnn()
-        images, _ = tasks.heldout_digits()
-        return model, images[::30]  # one of each class
-
-    @cached
-    def reference_ranking() -> list[tuple[str, float]]:
-        model, x = digits()
+    def ranking_on(model: nn.Module, x: torch.Tensor) -> list[tuple[str, float]]:
         maps = {"vanilla_gradient": vanilla.vanilla_gradient(model, x),
-                "smoothgrad": smooth.smoothgrad(model, x, n_samples=sg_samples, generator=torch.Generator().manual_seed(0)),
+                "smoothgrad": smooth.smoothgrad(model, x, n_samples=sg_samples,
+                                                generator=torch.Generator().manual_seed(rank_seed)),
                 "grad_cam": gradcam.grad_cam(model, x),
-                "chance": F.interpolate(torch.rand(10, 1, 7, 7, generator=torch.Generator().manual_seed(0)),
+                "chance": F.interpolate(torch.rand(len(x), 1, 7, 7, generator=torch.Generator().manual_seed(rank_seed)),
                                         size=(28, 28), mode="bilinear", align_corners=False)}
         gaps = {m: float(reference_gap(model, x, s, None, rank_steps).mean()) for m, s in maps.items()}
         return sorted(gaps.items(), key=lambda item: -item[1])
 
     @cached
+    def digits_and_ranking():
+        """Ten digits, one of each class, on which the ranking is not the order TODO 4 lists the methods in.
+
+        On the digits as they are (white on black), the listed order happens to be the sorted
+        one, so sorting would go unchecked; drawn dark on light (1 - x) the order changes. Both
+        are tried, dark on light first; the variation draws which digit of each class.
+        """
+        model = utils.load_mnist_cnn()
+        images, _ = tasks.heldout_digits()
+        x = images[variation.integer("ranking digits", 0, 29, 0)::30]
+        for candidate in (1 - x, x):
+            ranking = ranking_on(model, candidate)
+            if tuple(m for m, _ in ranking) != METHOD_ORDER:
+                break
+        return model, candidate, ranking
+
+    def digits():
+        return digits_and_ranking()[:2]
+
+    def reference_ranking() -> list[tuple[str, float]]:
+        return digits_and_ranking()[2]
+
+    @cached
     def student_ranking():
         model, x = digits()
         rank = need(student, "rank_methods")
-        first = rank(model, x.clone(), None, seed=0, steps=rank_steps)
+        first = rank(model, x.clone(), None, seed=rank_seed, steps=rank_steps)
+        if not isinstance(first, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                            and isinstance(p[1], (int, float)) for p in first):
+            raise Failed("a list of (method, mean gap) pairs", show(first), "see rank_methods' docstring")
         pairs = [(str(m), float(v)) for m, v in first]
         return pairs, rank
 
     def check_ranking() -> None:
         got, _ = student_ranking()
         want = reference_ranking()
-        if [m for m, _ in got] != [m for m, _ in want] or any(abs(a[1] - b[1]) > 1e-4 for a, b in zip(got, want)):
-            raise Failed("seed 0: " + ", ".join(f"{m} {v:+.4f}" for m, v in want),
-                         ", ".join(f"{m} {v:+.4f}" for m, v in got),
-                         "the maps as TODO 4 says (SmoothGrad's generator seeded with `seed`), best gap first")
+        names, wanted_names = [m for m, _ in got], [m for m, _ in want]
+        if sorted(names) != sorted(wanted_names):
+            raise Failed(f"the four methods {', '.join(METHOD_ORDER)}", ", ".join(names), "one pair per method")
+        if names != wanted_names:
+            raise Failed(f"the methods sorted by their gap, best first (seed {rank_seed}, {rank_steps} steps)",
+                         ", ".join(names), "sorted(..., key=lambda pair: -pair[1])" if tuple(names) == METHOD_ORDER
+                         and [v for _, v in got] != sorted((v for _, v in got), reverse=True)
+                         else "the maps as TODO 4 says (SmoothGrad's generator seeded with `seed`), best gap first")
+        ours, theirs = dict(got), dict(want)
+        off = {m: ours[m] - theirs[m] for m in theirs if abs(ours[m] - theirs[m]) > 1e-4}
+        if off:
+            raise Failed(f"each method's mean gap (seed {rank_seed}, {rank_steps} steps)",
+                         ", ".join(f"{m} off by {v:+.3f}" for m, v in off.items()),
+                         "the maps as TODO 4 says (SmoothGrad's generator seeded with `seed`); the gap of each map")
 
     def check_reproducible() -> None:
         model, x = digits()
         first, rank = student_ranking()
-        again = [(str(m), float(v)) for m, v in rank(model, x.clone(), None, seed=0, steps=rank_steps)]
+        again = [(str(m), float(v)) for m, v in rank(model, x.clone(), None, seed=rank_seed, steps=rank_steps)]
         if again != first:
-            raise Failed("the same ranking and scores for the same seed", f"{first} then {again}",
+            raise Failed("the same ranking and scores for the same seed", "another ranking or other scores",
                          "draw every random number from generators seeded with `seed`, not the global one")
-        other = dict((str(m), float(v)) for m, v in rank(model, x.clone(), None, seed=1, steps=rank_steps))
+        other = dict((str(m), float(v)) for m, v in rank(model, x.clone(), None, seed=rank_seed + 1,
+                                                         steps=rank_steps))
         if other.get("chance") == dict(first).get("chance"):
-            raise Failed("another seed gives another chance map", "the same chance score for seeds 0 and 1",
+            raise Failed("another seed gives another chance map", "the same chance score for two seeds",
                          "chance_map(inputs, seed): use the seed you are given")
 
     return [
@@ -199,7 +243,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         ("deletion curve: equals the grader's on a random CNN (round(k H W / steps) pixels)", check_reference),
         ("morf_lerf_gap: known values, antisymmetric under negation, reduced before negating", check_gap),
         ("deletion curve: no side effects", check_side_effects),
-        ("rank_methods: the ranking and gaps on ten digits (seed 0)", check_ranking),
+        (f"rank_methods: the ranking and gaps on ten digits (seed {rank_seed}, {rank_steps} steps, unsorted order wrong)",
+         check_ranking),
         ("rank_methods: reproducible with the seed, and the seed is used", check_reproducible),
     ]
 
