@@ -259,7 +259,7 @@ def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[in
         from captum.attr._utils.lrp_rules import EpsilonRule
 
         def captum_lrp():
-            for m in model.modules():  # the epsilon rule everywhere, as API.md says for rule="epsilon"
+            for m in model.modules():  # the epsilon rule everywhere, as lecture 9 defines rule="epsilon"
                 if isinstance(m, (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
                     m.rule = EpsilonRule(epsilon=LRP_EPSILON)
             try:

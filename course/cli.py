@@ -25,7 +25,7 @@ from course.paths import OUTPUT_DIR
 class InputError(ValueError):
     """A mistake in what the user asked for: shown as one line, exit status 2.
 
-    It is a ValueError, so the methods can raise it where API.md asks for one.
+    It is a ValueError, so the methods can raise it where the course promises one.
     """
 
 
