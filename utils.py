@@ -9,7 +9,8 @@ the digit networks) lives in the package `course/`; the names at the bottom of t
 file re-export it, so a lecture only ever writes `utils.NAME`.
 
 Sections (each a `# %%` cell):
-    lecture 1: targets, images in and figures out . lecture 2: loading a lecture, signed maps
+    lecture 1: targets, images in and figures out, the quick start (load_image, preprocess_image,
+    visualize_saliency) . lecture 2: loading a lecture, signed maps
     . lecture 3: many points per example, in chunks . lecture 4: baselines
     . lecture 5: layers, hooks, comparing maps . the plumbing, re-exported
 """
@@ -39,7 +40,7 @@ from course.paths import COMPOSITE, OUTPUT_DIR, PHOTOS, ROOT
 
 
 def resolve_target(logits: torch.Tensor, target: object) -> torch.Tensor:
-    """The class index of each example as a long tensor `(N,)`, per API.md.
+    """The class index of each example as a long tensor `(N,)`, as every method of the course reads `target`.
 
     `None` is each example's prediction; an int is that class for every example;
     a sequence or 1-D integer tensor of length N gives one class per example.
