@@ -1,6 +1,8 @@
 """Exercise 4 checks: saliency on the lesion detector, the pointing game and the randomisation test."""
 from __future__ import annotations
 
+import copy
+
 import math
 
 import torch
@@ -29,16 +31,53 @@ def reference_pointing(saliency: torch.Tensor, mask: torch.Tensor, tolerance: fl
     return torch.tensor(hits)
 
 
+def second_lesion_cnn(model: nn.Module) -> nn.Module:
+    """The lesion CNN rebuilt to read scans drawn with inverted contrast (1 - x), class 0 a constant.
+
+    The first convolution gets weights -W and bias b + sum(W), so on 1 - x it computes what
+    the original computes on x (up to the zero padding at the border); the head becomes
+    (0, w1 - w0) with biases (0, b1 - b0), which keeps every decision. On its scans the
+    lesion is a dark blob and the bright blobs are cysts, so a map made from the image alone
+    (a bright-blob detector) misses, and so does a map of class 0, whose gradient is zero.
+    """
+    second = copy.deepcopy(model)
+    conv, head = second.features[0], second.head[-1]
+    with torch.no_grad():
+        conv.bias += conv.weight.sum((1, 2, 3))
+        conv.weight.neg_()
+        weight, bias = head.weight.clone(), head.bias.clone()
+        head.weight[0], head.weight[1] = 0.0, weight[1] - weight[0]
+        head.bias[0], head.bias[1] = 0.0, bias[1] - bias[0]
+    return second.eval()
+
+
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
     gradcam = utils.load_lecture("05_gradcam")
+    scan_seed = LESION_GRADER_SEED + variation.integer("lesion scans", 1, 10 ** 6, 0)
+    random_seed = variation.integer("random weights", 1, 10 ** 6, 0)
 
     @cached
     def setting():
         model = tasks.load_lesion_cnn()
-        scans, labels, masks = tasks.lesion_dataset(300, seed=LESION_GRADER_SEED)
+        scans, labels, masks = tasks.lesion_dataset(300, seed=scan_seed)
         positive = labels == 1
         return model, scans, masks, scans[positive], masks[positive]
+
+    def check_second_model() -> None:
+        model, _, _, x, m = setting()
+        second = second_lesion_cnn(model)
+        maps = need(student, "lesion_saliency")(second, 1 - x)
+        if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != len(x):
+            raise Failed(f"a tensor ({len(x)}, 1, 32, 32)", show(maps), "one map per scan, shaped like the scans")
+        rate = float(reference_pointing(maps.detach(), m, 3).float().mean())
+        if rate < LESION_PASS_RATE:
+            zero = float((maps.detach().flatten(1).abs().amax(1) == 0).float().mean())
+            why = (f"{zero:.0%} of your maps are zero everywhere: explain class 1 (the lesion), not class 0"
+                   if zero > 0.5 else "the lesions are dark here and the bright blobs are cysts: a map that "
+                   "follows the image, not the model, points at the wrong blob")
+            raise Failed(f"a hit rate of at least {LESION_PASS_RATE:.0%} on a second lesion model "
+                         "(scans with inverted contrast)", f"{rate:.0%}", why)
 
     @cached
     def student_maps() -> torch.Tensor:
@@ -101,7 +140,7 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
 
     def check_model_dependence() -> None:
         _, _, _, x, _ = setting()
-        torch.manual_seed(0)
+        torch.manual_seed(random_seed)
         random_model = tasks.SmallCNN(width=tasks.LESION_WIDTH).eval()
         ours = student_maps()
         theirs = need(student, "lesion_saliency")(random_model, x.clone()).detach()
@@ -119,7 +158,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         want = float(reference_pointing(student_maps(), m, 3).float().mean())
         got = need(student, "hit_rate")(model, scans.clone(), masks.clone())
         if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
-            raise Failed(f"{want:.4f}: the share of the scans with a lesion where your map hits", repr(got),
+            off = f"{got!r}, off by {got - want:+.3f}" if isinstance(got, (int, float)) else repr(got)
+            raise Failed("the share of the scans with a lesion where your map hits", off,
                          "leave out the scans whose mask is empty; a float, not a tensor")
 
     return [
@@ -130,6 +170,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         (f"lesion_saliency finds the lesion: pointing game >= {LESION_PASS_RATE:.0%} on scans you never saw",
          check_rate),
         ("lesion_saliency depends on the model (sanity check with random weights)", check_model_dependence),
+        ("lesion_saliency finds the evidence of a second lesion model (dark lesions, class 0 constant)",
+         check_second_model),
         ("hit_rate: the pointing game's rate over the scans with a lesion", check_hit_rate),
         ("written answers present (your teacher reads them)",
          written_check(student, ("why_this_method", "what_the_baselines_say"))),

@@ -17,8 +17,24 @@ import utils  # noqa: E402
 # The grader's own models: seeds and corners that no exercise file uses. Measured with the
 # solution's |gradient| maps: shortcut models put 28% to 41% of the map on the marker, models
 # trained without the shortcut 3% to 6% (the marker's area is 3.5%).
-HIDDEN_MODELS = ((9001, "top_right", True), (9002, "bottom_left", False),
-                 (9003, "bottom_right", True), (9004, "top_left", False))
+HIDDEN_MODELS = ((9001, "top_right", True), (9002, "top_right", False),
+                 (11, "top_left", True), (9004, "top_left", False))  # seed 11: most of its gradient maps are zero
+
+
+def hidden_models(variation: Variation) -> list[tuple[int, str, bool]]:
+    """Two models of each kind; each marker corner is used by one of each, so the corner gives nothing away.
+
+    The shipped variation includes a shortcut model (seed 11, top left) whose plain gradient
+    is exactly zero on most marked images (dead ReLUs): a rule that works only on dense maps fails it.
+    """
+    if variation.seed is None:
+        return list(HIDDEN_MODELS)
+    g = variation.generator("shortcut models")
+    corners = [tasks.CORNERS[int(i)] for i in torch.randperm(4, generator=g)[:2]]
+    seeds = (torch.randperm(90_000, generator=g)[:4] + 10_000).tolist()
+    specs = [(seeds[0], corners[0], True), (seeds[1], corners[0], False),
+             (seeds[2], corners[1], True), (seeds[3], corners[1], False)]
+    return [specs[int(i)] for i in torch.randperm(4, generator=g)]
 
 
 def as_bool(value: object) -> bool:
@@ -84,7 +100,7 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         def check() -> None:
             detector_runs()
             model = tasks.train_bars_cnn(shortcut, seed=seed, corner=corner)
-            images, _ = tasks.bars_dataset(200, seed=seed + 50, marker="all", corner=corner)
+            images, _ = tasks.bars_dataset(100, seed=seed + 50, marker="all", corner=corner)
             mask = tasks.marker_mask(corner)
             maps = need(student, "explain")(model, images.clone())
             got = as_bool(need(student, "relies_on_marker")(maps, mask.clone()))
@@ -100,6 +116,6 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         ("marker_share: hand-derived shares (|.|, channels)", check_share),
         ("relies_on_marker: True for maps on the marker, False for maps spread evenly", check_decision),
         ("explain: finite maps, one per image, no side effects", check_explain),
-        *(hidden(*spec) for spec in HIDDEN_MODELS),
+        *(hidden(*spec) for spec in hidden_models(variation)),
     ]
 

@@ -45,9 +45,10 @@ if EXERCISES:  # inside the course folder; grade.py finds tasks.py for a copy ke
 import tasks  # noqa: E402  (puts the course folder on sys.path)
 import utils  # noqa: E402
 
-vanilla = utils.load_lecture("01_vanilla_gradient_saliency")
+smooth = utils.load_lecture("03_smoothgrad")
 
-SHARE_THRESHOLD = 0.15  # above it, a model reads the marker; models of both kinds on either side, see README
+SHARE_THRESHOLD = 0.2  # above it, a model reads the marker; models of both kinds on either side, see README
+SG_SAMPLES = 16  # noisy copies per image
 
 
 # %% TODO 1: how much of a map is on the marker ---------------------------------------------------
@@ -64,8 +65,14 @@ def marker_share(maps: torch.Tensor, marker_mask: torch.Tensor) -> torch.Tensor:
 
 
 def explain(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) saliency of each image's predicted class: here |dS/dx| (lecture 1)."""
-    return vanilla.vanilla_gradient(model, images)
+    """(N, 1, H, W) saliency of each image's predicted class: here SmoothGrad (lecture 3), seeded.
+
+    Not the plain gradient: in some models trained as this exercise asks, every ReLU of the
+    last convolution is dead (zero) on most marked images, so the logit is the head's bias
+    there and its gradient is exactly zero: most maps are empty and a mean share means
+    little. SmoothGrad averages gradients at noisy copies, where some units are alive again.
+    """
+    return smooth.smoothgrad(model, images, n_samples=SG_SAMPLES, generator=torch.Generator().manual_seed(0))
 
 
 def relies_on_marker(maps: torch.Tensor, marker_mask: torch.Tensor) -> bool:
@@ -109,7 +116,7 @@ def main() -> None:
             share = float(shares[name][i])
             heat = utils.scale_for_display(m[i:i + 1, 0].numpy())[0]
             short = "shortcut model" if "with the" in name else "unbiased model"
-            utils.show_heatmap(axes[row, i], heat, f"{short}: {share:.0%} on marker", label="|dS/dx|")
+            utils.show_heatmap(axes[row, i], heat, f"{short}: {share:.0%} on marker", label="SmoothGrad")
     print("figure:", utils.save_figure(fig, tasks.out_dir(), "05_find_the_shortcut.png"))
 
 
