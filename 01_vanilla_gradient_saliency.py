@@ -87,34 +87,34 @@ def title_of(name: str, prediction: Sequence[tuple[str, float]]) -> str:
 
 
 def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
-    """Rows of photo | max over channels of |dS_c/dx| | that map over the photo."""
+    """Per photo: photo | max over channels of |dS_c/dx| | that map over the photo."""
     images = demo.display()
     heat = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))  # (N, H, W) in [0, 1]
-    fig, axes = utils.figure_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
-    for row, (image, name) in enumerate(zip(images, demo.names)):
-        utils.show_image(axes[row, 0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[row, 1], heat[row], f"|dS/dx| for '{utils.shorten(explained[row])}'",
-                           label="|dS/dx|, max over RGB (1 = 99th pct)")
-        utils.show_heatmap(axes[row, 2], heat[row], "the same, over the photo", image=image,
-                           label="|dS/dx| (opacity = strength)")
+    fig, panels = utils.example_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
+    for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
+        utils.show_image(axes[0], image, title_of(name, predictions[row]))
+        utils.show_heatmap(axes[1], heat[row], f"|dS/dx| for '{utils.shorten(explained[row])}'", bar=False)
+        utils.show_heatmap(axes[2], heat[row], "the same, over the photo", image=image, bar=False)
+    utils.shared_colorbar(fig, [axes[1] for axes in panels], label="|dS/dx|, max over RGB, 1 = 99th pct")
     return fig
 
 
 def plot_mnist(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
-    """Rows of digit | |dS_c/dx| | signed dS_c/dx on a colour map centred at zero.
+    """Per digit: digit | |dS_c/dx| | signed dS_c/dx on a colour map centred at zero.
 
     The digit's outline is drawn on both maps, to show how much of the gradient lies off the ink.
     """
     images = demo.display()
     magnitude = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))
     signed = utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)
-    fig, axes = utils.figure_grid(len(images), 3, panel=2.3, title=f"Vanilla gradient, {demo.network}")
-    for row, (image, name) in enumerate(zip(images, demo.names)):
-        utils.show_image(axes[row, 0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[row, 1], magnitude[row], f"|dS/dx| for '{explained[row]}'",
-                           label="|dS/dx| (1 = 99th pct)", outline=image)
-        utils.show_heatmap(axes[row, 2], signed[row], "dS/dx, signed", signed=True, outline=image,
-                           label="red: more ink raises S\nblue: more ink lowers S")
+    fig, panels = utils.example_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
+    for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
+        utils.show_image(axes[0], image, title_of(name, predictions[row]))
+        utils.show_heatmap(axes[1], magnitude[row], f"|dS/dx| for '{explained[row]}'", outline=image, bar=False)
+        utils.show_heatmap(axes[2], signed[row], "dS/dx, signed", signed=True, outline=image, bar=False)
+    utils.shared_colorbar(fig, [axes[1] for axes in panels], label="|dS/dx|, 1 = 99th pct")
+    utils.shared_colorbar(fig, [axes[2] for axes in panels], signed=True,
+                          label="red: more ink raises S, blue: lowers it")
     return fig
 
 

@@ -115,16 +115,16 @@ def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
     magnitude = utils.scale_for_display(utils.reduce_channels(grads, "sum_abs"))
     amount = utils.scale_for_display(utils.reduce_channels(attributions, "sum_abs"))
     signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
-    fig, axes = utils.figure_grid(len(images), 4, title=f"Vanilla gradient against gradient x input, "
-                                                        f"{demo.network}")
-    for row, (image, name) in enumerate(zip(images, demo.names)):
-        utils.show_image(axes[row, 0], image, f"{name}\nexplaining '{utils.shorten(explained[row])}'")
-        utils.show_heatmap(axes[row, 1], magnitude[row], "|dS/dx| (lecture 1)",
-                           label="sum over RGB (1 = 99th pct)")
-        utils.show_heatmap(axes[row, 2], amount[row], "|x * dS/dx|",
-                           label="sum over RGB (1 = 99th pct)")
-        utils.show_heatmap(axes[row, 3], signed[row], "x * dS/dx, signed", signed=True,
-                           label="red: raises S, blue: lowers S\n(sum over RGB, 1 = 99th pct)")
+    fig, panels = utils.example_grid(len(images), 4, title=f"Vanilla gradient against gradient x input, "
+                                                           f"{demo.network}")
+    for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
+        utils.show_image(axes[0], image, f"{name}\nexplaining '{utils.shorten(explained[row], 18)}'")
+        utils.show_heatmap(axes[1], magnitude[row], "|dS/dx| (lecture 1)", bar=False)
+        utils.show_heatmap(axes[2], amount[row], "|x * dS/dx|", bar=False)
+        utils.show_heatmap(axes[3], signed[row], "x * dS/dx, signed", signed=True, bar=False)
+    utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], label="sum over RGB, 1 = 99th pct")
+    utils.shared_colorbar(fig, [axes[3] for axes in panels], signed=True,
+                          label="red: raises S, blue: lowers S (1 = 99th pct)")
     return fig
 
 
@@ -133,14 +133,14 @@ def plot_mnist(demo: utils.Demo, grads, attributions, explained):
     images = demo.display()
     gradient = utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)
     signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
-    fig, axes = utils.figure_grid(len(images), 3, panel=2.3,
-                                  title=f"Gradient x input, {demo.network}: zero is black")
-    for row, (image, name) in enumerate(zip(images, demo.names)):
-        utils.show_image(axes[row, 0], image, f"{name}, explaining '{explained[row]}'")
-        utils.show_heatmap(axes[row, 1], gradient[row], "dS/dx: black pixels matter too", signed=True,
-                           outline=image, label="red: more ink raises S\nblue: more ink lowers S")
-        utils.show_heatmap(axes[row, 2], signed[row], "x * dS/dx: black gets 0", signed=True,
-                           outline=image, label="red: this ink raises S\nblue: this ink lowers S")
+    fig, panels = utils.example_grid(len(images), 3, title=f"Gradient x input, {demo.network}: zero is black")
+    for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
+        utils.show_image(axes[0], image, f"{name}, explaining '{explained[row]}'")
+        utils.show_heatmap(axes[1], gradient[row], "dS/dx: black pixels matter too", signed=True,
+                           outline=image, bar=False)
+        utils.show_heatmap(axes[2], signed[row], "x * dS/dx: black gets 0", signed=True, outline=image, bar=False)
+    utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], signed=True,
+                          label="red: (this) ink raises S, blue: lowers it; 1 = 99th pct")
     return fig
 
 

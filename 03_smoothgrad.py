@@ -8,10 +8,12 @@ image and the jitter cancels while the features that matter everywhere nearby re
     sigma    = noise_level * (max(x) - min(x))             per example, in input units
 
 noise_level is a fraction of the image's own range (the paper finds 10 to 20% best),
-so the noise means the same on [0, 1] digits and on normalised photos. A popular
-from-scratch repository divides by the range instead: its noise shrinks as the range
-grows. This script prints sigma in input units so you can see what 15% is, and how much
-of each map, as displayed, is regions rather than pixel-to-pixel speckle.
+so the noise means the same on [0, 1] digits and on normalised photos; dividing by the
+range instead would make the noise shrink as the range grows (tests/test_03_smoothgrad.py
+checks sigma's units). This script prints sigma in input units so you can see what 15% is,
+and how much of each map, as displayed, is regions rather than pixel-to-pixel speckle:
+which noise level that is best for depends on the network and the photo, and the run says
+where on the grid the structure peaks.
 
 Papers: D. Smilkov, N. Thorat, B. Kim, F. Viegas, M. Wattenberg, "SmoothGrad: removing
 noise by adding noise", 2017, https://arxiv.org/abs/1706.03825; SmoothGrad-Squared:
@@ -50,6 +52,7 @@ GRID_NOISE = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 GRID_SAMPLES = (2, 5, 20, 50)
 QUICK_GRID_NOISE = (0.0, 0.1, 0.2)
 QUICK_GRID_SAMPLES = (2, 8)
+PAPER_RANGE = (0.10, 0.20)  # the noise levels Smilkov et al. find best
 STRUCTURE_TILES = 14  # the structure number averages over tiles of 1/14 of the image side (16 px at 224)
 
 
@@ -64,7 +67,8 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: i
     The noise comes from `generator` (None: torch's global generator), one draw per noisy
     copy, so `batch_size` (copies per forward pass; None: all at once) never changes it.
     """
-    _check(n_samples, noise_level, batch_size)
+    n_samples = utils.check_count(n_samples, "n_samples")
+    _check(noise_level, batch_size)
     x = inputs.detach()  # (N, C, H, W)
     n = x.shape[0]
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per example
@@ -84,9 +88,7 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, n_samples: i
     return (total / n_samples).detach()
 
 
-def _check(n_samples: int, noise_level: float, batch_size: int | None) -> None:
-    if int(n_samples) != n_samples or n_samples < 1:
-        raise utils.InputError(f"n_samples must be a whole number >= 1, got {n_samples}")
+def _check(noise_level: float, batch_size: int | None) -> None:
     if not noise_level >= 0:  # also rejects nan
         raise utils.InputError(f"noise_level is a fraction of the input's range, >= 0; got {noise_level}")
     utils.check_batch_size(batch_size)
@@ -129,22 +131,28 @@ def for_display(demo: utils.Demo, maps: torch.Tensor) -> np.ndarray:
 
 
 def show_map(ax, demo: utils.Demo, heat: np.ndarray, title: str, outline: np.ndarray | None) -> None:
+    utils.show_heatmap(ax, heat, title, signed=demo.track == "mnist", outline=outline, bar=False)
+
+
+def map_bar(fig, demo: utils.Demo, axes, what: str = "") -> None:
+    """The one colour bar of the maps drawn by show_map."""
     if demo.track == "mnist":
-        utils.show_heatmap(ax, heat, title, signed=True, outline=outline, label="1 = 99th pct of |value|")
+        utils.shared_colorbar(fig, axes, signed=True, label=f"{what}red +, blue -, 1 = 99th pct of |value|")
     else:
-        utils.show_heatmap(ax, heat, title, label="max over RGB, 1 = 99th pct")
+        utils.shared_colorbar(fig, axes, label=f"{what}|value|, max over RGB, 1 = 99th pct")
 
 
 def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noise_levels, sample_counts,
-              explained: str, generator: torch.Generator):
+              explained: str, generator: torch.Generator, structures: dict[tuple[float, int], float]):
     """Row 0: one noisy copy at each noise level. Below: SmoothGrad by sample count (rows)."""
     if N_SAMPLES in sample_counts and 0.1 in noise_levels:
         paper = f"Smilkov et al.'s Figure 3 is the row n = {N_SAMPLES}, their Figure 4 the 10% column"
     else:
         paper = "a small grid: the full run shows Smilkov et al.'s Figures 3 and 4"
-    fig, axes = utils.figure_grid(len(sample_counts) + 1, len(noise_levels), panel=2.4,
-                                  title=f"SmoothGrad of '{explained}' on '{demo.names[0]}', {demo.network}\n"
-                                        f"noise level (columns) by samples n (rows)\n{paper}")
+    fig, axes = utils.figure_grid(len(sample_counts) + 1, len(noise_levels), landscape=True,
+                                  title=f"SmoothGrad of '{utils.shorten(explained)}' on '{demo.names[0]}', "
+                                        f"{demo.network}: noise level (columns) by samples n (rows)\n{paper}; "
+                                        "s = structure (higher: more regions, less speckle)")
     copies = [demo.display(noisy_copy(demo.x[:1], level, generator))[0] for level in noise_levels]
     outline = demo.display()[0] if demo.track == "mnist" else None  # the digit's edge on every map
     for col, (level, copy) in enumerate(zip(noise_levels, copies)):
@@ -152,28 +160,30 @@ def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noi
         for row, n in enumerate(sample_counts, start=1):
             n_used = 1 if level == 0 else n  # at 0% every copy is x itself
             show_map(axes[row, col], demo, for_display(demo, maps[level, n])[0],
-                     f"noise {level:.0%}, n = {n_used}", outline)
+                     f"{level:.0%}, n = {n_used}, s = {structures[level, n]:.2f}", outline)
+    map_bar(fig, demo, axes[1:])
     return fig
 
 
 def plot_comparison(demo: utils.Demo, grads, smooth, smooth_sq, explained, n_samples, noise_level):
     """Per example: input | vanilla gradient | SmoothGrad | SmoothGrad-Squared | SmoothGrad over the image."""
     images = demo.display()
-    bars = "|.|, " if demo.track == "imagenet" else ""  # photos show magnitudes, digits signed maps
     heats = [for_display(demo, m) for m in (grads, smooth)]
     squared = utils.scale_for_display(utils.reduce_channels(smooth_sq, "max_abs"))  # >= 0 already
-    fig, axes = utils.figure_grid(len(images), 5, panel=2.4,
-                                  title=f"Vanilla gradient against SmoothGrad (noise {noise_level:.0%} "
-                                        f"of the range), {demo.network}")
-    for row, image in enumerate(images):
-        utils.show_image(axes[row, 0], image, f"{demo.names[row]}\nexplaining '{explained[row]}'")
+    fig, panels = utils.example_grid(len(images), 5, title=f"Vanilla gradient against SmoothGrad (noise "
+                                     f"{noise_level:.0%} of the range), {demo.network}")
+    for row, (axes, image) in enumerate(zip(panels, images)):
+        utils.show_image(axes[0], image, f"{demo.names[row]}\nexplaining '{utils.shorten(explained[row], 18)}'")
         outline = image if demo.track == "mnist" else None  # the digit's edge: is the map on the ink?
-        show_map(axes[row, 1], demo, heats[0][row], f"{bars}dS/dx (lecture 1)", outline)
-        show_map(axes[row, 2], demo, heats[1][row], f"{bars}SmoothGrad, n = {n_samples}", outline)
-        utils.show_heatmap(axes[row, 3], squared[row], "SmoothGrad-Squared", outline=outline,
-                           label="1 = 99th pct" if demo.track == "mnist" else "max over RGB, 1 = 99th pct")
-        utils.show_heatmap(axes[row, 4], np.abs(heats[1][row]), "|SmoothGrad| over the image", image=image,
-                           label="|SmoothGrad| (opacity = strength)")
+        show_map(axes[1], demo, heats[0][row], "dS/dx (lecture 1)", outline)
+        show_map(axes[2], demo, heats[1][row], f"SmoothGrad, n = {n_samples}", outline)
+        utils.show_heatmap(axes[3], squared[row], "SmoothGrad-Squared", outline=outline, bar=False)
+        utils.show_heatmap(axes[4], np.abs(heats[1][row]), "|SmoothGrad| over it", image=image, bar=False)
+    if demo.track == "mnist":  # signed maps, then magnitudes
+        map_bar(fig, demo, [axes[k] for axes in panels for k in (1, 2)], "columns 2, 3: ")
+        utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (3, 4)], label="columns 4, 5: 1 = 99th pct")
+    else:  # every map a magnitude on the same scale
+        map_bar(fig, demo, [axes[k] for axes in panels for k in (1, 2, 3, 4)])
     return fig
 
 
@@ -219,7 +229,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         maps[level, n] = smoothgrad(demo.model, demo.x[:1], target=classes[:1],
                                     n_samples=1 if level == 0 else n, noise_level=level,
                                     batch_size=args.batch_size, generator=generator)
-    utils.save_figure(plot_grid(demo, maps, levels, counts, explained[0], generator), args.out_dir,
+    block = max(2, demo.x.shape[-1] // STRUCTURE_TILES)
+    structures = {cell: float(structure(np.abs(for_display(demo, m)), block)[0]) for cell, m in maps.items()}
+    most = max(counts)
+    noisy = [level for level in levels if level > 0]
+    best = max(noisy, key=lambda level: structures[level, most])
+    print(f"\nStructure of the grid's maps on {demo.names[0]} with n = {most}: the share of a map's variance "
+          f"left after averaging\nover {block}x{block} tiles (speckle averages away, regions stay), by noise level:")
+    print("  " + "   ".join(f"{level:.0%}: {structures[level, most]:.2f}" for level in levels))
+    inside = PAPER_RANGE[0] <= best <= PAPER_RANGE[1]
+    print(f"  Among the noisy maps it is highest at {best:.0%}, "
+          + ("inside" if inside else "outside") + f" the paper's {PAPER_RANGE[0]:.0%}-{PAPER_RANGE[1]:.0%}"
+          + (f", and {'above' if structures[best, most] > structures[0.0, most] else 'below'} the plain "
+             f"gradient's {structures[0.0, most]:.2f} (0%)." if 0.0 in levels else "."))
+    if not inside and best > PAPER_RANGE[1]:
+        print(f"  On this input and {demo.network} the noise must be larger before the copies' gradients "
+              f"average into regions:\n  try --noise-level {best}.")
+    utils.save_figure(plot_grid(demo, maps, levels, counts, explained[0], generator, structures), args.out_dir,
                       f"03_noise_grid_{demo.track}.png")
 
     # Vanilla against SmoothGrad and SmoothGrad-Squared, on every example.
@@ -228,7 +254,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                    batch_size=args.batch_size, generator=generator, progress=progress)
     smooth = smoothgrad(demo.model, demo.x, **options)
     smooth_sq = smoothgrad(demo.model, demo.x, squared=True, **options)
-    block = max(2, demo.x.shape[-1] // STRUCTURE_TILES)
     shown = [np.abs(for_display(demo, m)) for m in (grads, smooth)]  # the strength the eye sees
     share = [structure(m, block) for m in shown]
     print(f"\nStructure in the map as displayed: the share of its variance left after averaging over "
@@ -243,6 +268,13 @@ def main(argv: Sequence[str] | None = None) -> None:
               "off), so there is\nlittle speckle to remove; the noise switches those units on and "
               "SmoothGrad spreads into the background,\nwhere it tells what ink would do (red: raise S_c, "
               "blue: lower it). Hence the signed maps in the figure.")
+    else:
+        fewer = [name for name, s_vanilla, s_smooth in zip(demo.names, *share) if s_smooth <= s_vanilla]
+        if fewer:
+            print(f"On {len(fewer)} of {len(demo.names)} photos ({', '.join(fewer)}) SmoothGrad at "
+                  f"{args.noise_level:.0%} noise and n = {n_samples} has no more structure than the gradient: "
+                  f"for {demo.network}\nthe noisy copies' gradients have not averaged into regions yet. On "
+                  f"{demo.names[0]} the grid's noisy maps have the most structure at {best:.0%} (above).")
     utils.save_figure(plot_comparison(demo, grads, smooth, smooth_sq, explained, n_samples, args.noise_level),
                       args.out_dir, f"03_smoothgrad_{demo.track}.png")
 
