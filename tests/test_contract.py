@@ -457,7 +457,8 @@ def test_a_layer_that_does_not_exist_lists_the_convolutions(spec):
         function(nn.Sequential(nn.Flatten(), nn.Linear(C * H * W, K)).eval(), x, None)
     assert_unchanged(before, model, patched, spec.name)
     assert function(model, x, None, layer="conv1").shape == expected_shape(spec, x)
-    assert function(model, x, None, layer=model.conv1).shape == expected_shape(spec, x)
+    assert torch.equal(function(model, x, None, layer=model.conv1), function(model, x, None, layer="conv1"))
+    assert torch.equal(function(model, x, None), function(model, x, None, layer="conv2"))  # None: the last conv
 
 
 def test_grad_cam_without_upsampling_keeps_the_layers_size():
