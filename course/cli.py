@@ -108,9 +108,11 @@ def file_kind(path: Path, flag: str) -> str:
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     except OSError as error:
-        reason = "a name in the path is too long for the file system" if error.errno == errno.ENAMETOOLONG \
-            else (error.strerror or str(error)).lower()
+        reason = "the path, or a name in it, is too long for the file system" \
+            if error.errno == errno.ENAMETOOLONG else (error.strerror or str(error)).lower()
         raise InputError(f"{flag} {shown(path)}: {reason}") from None
+    except ValueError:  # a NUL character, which no file name can hold
+        raise InputError(f"{flag} {shown(repr(str(path)))}: a path cannot contain a NUL character") from None
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):

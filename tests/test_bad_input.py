@@ -227,7 +227,9 @@ def test_long_names_are_input_errors_wherever_a_path_is_read(tmp_path, no_hang):
              lambda: utils.check_out_dir(long_name / "figures"), lambda: utils.read_state_dict(long_name),
              lambda: utils.load_mnist_cnn(long_name), lambda: utils.load_imagenet_model("resnet18", long_name),
              lambda: utils.open_image(tmp_path / "pipe.png"), lambda: utils.read_state_dict(tmp_path / "pipe.png"),
-             lambda: utils.find_images(tmp_path / "pipe.png")]
+             lambda: utils.find_images(tmp_path / "pipe.png"), lambda: utils.load_image(long_name),
+             lambda: utils.find_images("photo\0.png"), lambda: utils.check_out_dir(Path("out\0")),
+             lambda: utils.find_images(Path(tmp_path, *["x" * 200] * 25))]  # 5,000 characters: over PATH_MAX
     for call in calls:
         with pytest.raises(utils.InputError) as error:
             call()
