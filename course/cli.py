@@ -97,7 +97,7 @@ SPECIAL_FILES = [(stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a sock
 
 
 def file_kind(path: Path, flag: str) -> str:
-    """"missing", "file", "folder", or what else `path` is ("a named pipe (FIFO)", ...).
+    """What `path` is: "missing", "file", "folder", or in words ("a named pipe (FIFO)", ...).
 
     Only `os.stat` looks at it, so a named pipe is never opened (opening one for reading blocks
     until something writes to it). A name too long for the file system, a loop of links or a
