@@ -1,8 +1,11 @@
-"""The exercises' graders: every solution earns all points, every starter does not, and
-deliberately wrong answers lose points (a grader that cannot fail is a defect)."""
+"""The exercises' graders: every solution earns all points (also on an instructor's --seed),
+every starter does not, and wrong, cheating and hostile submissions (tests/submissions/) lose
+points with a hint that names the mistake, with nothing hanging, flooding or damaged."""
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,116 +14,159 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISES = ROOT / "exercises"
+SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 sys.path.insert(0, str(EXERCISES))
 
 import grade  # noqa: E402
+from grading import harness  # noqa: E402
 
-_graded: dict[tuple[int, str], tuple[int, int, str]] = {}
+LIMIT = 120.0  # seconds of the child's work per exercise in these tests (hostile files hit far lower ones)
+_graded: dict[tuple, tuple[int, int, str, str]] = {}
 
 
-def graded(exercise: int, path: Path) -> tuple[int, int, str]:
-    """(passed, total, output) of grading `path`, once per file per test session."""
-    key = (exercise, str(path))
+def graded(exercise: int, path: Path, seed: int | None = None, time_limit: float = LIMIT):
+    """(passed, total, stdout, stderr) of grading `path`, once per file, seed and limit per session."""
+    key = (exercise, str(path), seed, time_limit)
     if key not in _graded:
-        out = io.StringIO()
-        passed, total = grade.grade(exercise, path, out=out)
-        _graded[key] = (passed, total, out.getvalue())
+        out, err = io.StringIO(), io.StringIO()
+        passed, total = grade.grade(exercise, path, out=out, err=err, seed=seed, time_limit=time_limit)
+        _graded[key] = (passed, total, out.getvalue(), err.getvalue())
     return _graded[key]
+
+
+def submission(name: str) -> Path:
+    return SUBMISSIONS / f"{name}.py"
 
 
 def assert_well_formed(output: str, passed: int, total: int) -> None:
     lines = output.strip().splitlines()
     assert lines[-1] == f"score: {passed}/{total}"
-    assert len(lines) == total + 1, output  # one line per check, then the score
+    assert sum(line.startswith("score:") for line in lines) == 1, output
     assert all(line.startswith(("ok    ", "FAIL  ")) for line in lines[:-1]), output
+    checks = [line for line in lines[:-1] if not re.match(r"FAIL  \S+\.py does not import: ", line)]
+    assert len(checks) == total, output
     assert "Traceback" not in output
-    for line in lines[:-1]:
-        if line.startswith("FAIL  ") and "not done yet" not in line and "your code raised" not in line:
-            assert "expected" in line and "; got" in line, line
+
+
+def fail_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("FAIL")]
 
 
 @pytest.mark.parametrize("exercise", sorted(grade.FILES))
 def test_solution_earns_every_point(exercise):
-    passed, total, output = graded(exercise, EXERCISES / "solutions" / grade.FILES[exercise])
+    passed, total, output, _ = graded(exercise, EXERCISES / "solutions" / grade.FILES[exercise])
     assert total >= 7 and passed == total, output
     assert_well_formed(output, passed, total)
 
 
+@pytest.mark.parametrize("exercise", [1, 4, 5])
+def test_solution_earns_every_point_on_an_instructors_seed(exercise):
+    passed, total, output, _ = graded(exercise, EXERCISES / "solutions" / grade.FILES[exercise], seed=2027)
+    assert passed == total, output
+
+
+def test_a_seed_changes_the_variation():
+    shipped = [name for name, _ in grade.checks_module(1).checks(None, harness.Variation())]
+    drawn = [name for name, _ in grade.checks_module(1).checks(None, harness.Variation(7))]
+    assert shipped != drawn and len(shipped) == len(drawn)
+    five = [name for name, _ in grade.checks_module(5).checks(None, harness.Variation(7))]
+    assert five != [name for name, _ in grade.checks_module(5).checks(None, harness.Variation())]
+
+
 @pytest.mark.parametrize("exercise", sorted(grade.FILES))
 def test_untouched_starter_fails_without_crashing(exercise):
-    passed, total, output = graded(exercise, EXERCISES / grade.FILES[exercise])
+    passed, total, output, _ = graded(exercise, EXERCISES / grade.FILES[exercise])
     assert passed < total, output
     assert_well_formed(output, passed, total)
     assert "not done yet" in output
 
 
-def variant(tmp_path: Path, exercise: int, name: str, old: str, new: str) -> Path:
-    """The solution with one piece of code replaced, written next to the exercises' imports."""
-    source = (EXERCISES / "solutions" / grade.FILES[exercise]).read_text()
-    assert source.count(old) == 1, f"the solution no longer contains {old!r}"
-    path = tmp_path / f"{name}.py"
-    path.write_text(source.replace(old, new))
-    return path
+MISTAKES = [  # (exercise, submission, a check that must fail, words its line must contain)
+    (1, "ex1_summing", "hand-derived: the mean", "you summed the drops"),
+    (1, "ex1_whole_patches_only", "patch_corners", "hangs over the edge"),
+    (1, "ex1_sign_flipped", "equals Captum", "the sign is flipped"),
+    (1, "ex1_own_prediction", "target None", "each occluded copy's own prediction"),
+    (1, "ex1_zero_baseline", "baseline 0.5", "you hid with 0"),
+    (1, "ex1_raises", "equals Captum", "your code raised ZeroDivisionError"),
+    (1, "ex1_meta_tensor", "occlusion returns", "meta"),
+    (1, "ex1_nan", "occlusion returns", "NaN"),
+    (2, "ex2_largest_logit", "Q2 most_confident_mistake", "largest logit"),
+    (3, "ex3_unsorted", "rank_methods: the ranking", "sorted"),
+    (4, "ex4_class_0", "second lesion model", "explain class 1"),
+    (4, "ex4_grad_cam", "finds the lesion", "hit rate"),
+    (4, "ex4_blob_plus_hash_noise", "second lesion model", "hit rate"),
+    (4, "ex4_blob_for_shipped_weights", "second lesion model", "hit rate"),
+    (5, "ex5_plain_gradient", "trained with the shortcut, marker top left", "on the marker"),
+    (5, "ex5_reads_the_table", "detected correctly", "expected"),
+]
 
 
-OCCLUSION_MISTAKES = {
-    "summing": ("    return total / count  #", "    return total  #",
-                "you summed the drops"),
-    "whole_patches_only": ("    count = math.ceil((size - window) / stride) + 1\n    return [k * stride for k in range(count)]",
-                           "    return list(range(0, size - window + 1, stride))",
-                           "hangs over the edge"),
-    "sign_flipped": ("drop = scores - model(hidden).gather(1, classes[:, None]).squeeze(1)",
-                     "drop = model(hidden).gather(1, classes[:, None]).squeeze(1) - scores",
-                     "the sign is flipped"),
-}
-
-
-@pytest.mark.parametrize("mistake", sorted(OCCLUSION_MISTAKES))
-def test_occlusion_mistakes_lose_points_with_a_hint(tmp_path, mistake):
-    old, new, hint = OCCLUSION_MISTAKES[mistake]
-    passed, total, output = graded(1, variant(tmp_path, 1, mistake, old, new))
+@pytest.mark.parametrize("exercise, name, check, words", MISTAKES, ids=[m[1] for m in MISTAKES])
+def test_a_wrong_answer_loses_points_with_a_hint(exercise, name, check, words):
+    passed, total, output, _ = graded(exercise, submission(name))
     assert passed < total, output
-    assert hint in output, output
+    assert any(check in line and words in line for line in fail_lines(output)), output
     assert_well_formed(output, passed, total)
 
 
-@pytest.mark.parametrize("name, old, new, lost", [
-    # a map from the image alone finds bright blobs, with no model in it
-    ("image_only", "    return vanilla.vanilla_gradient(model, scans, LESION)", "    return scans.clone()",
-     "depends on the model"),
-    # Grad-CAM's 8x8 map under a max-pooling head misses too many small lesions
-    ("grad_cam", "    return vanilla.vanilla_gradient(model, scans, LESION)",
-     "    return gradcam.grad_cam(model, scans, LESION)", "finds the lesion"),
-])
-def test_lesion_maps_that_do_not_explain_the_model_lose_points(tmp_path, name, old, new, lost):
-    passed, total, output = graded(4, variant(tmp_path, 4, name, old, new))
-    assert passed < total
-    assert any(line.startswith("FAIL") and lost in line for line in output.splitlines()), output
+def test_torchs_own_not_implemented_error_is_no_todo():
+    _, _, output, _ = graded(1, submission("ex1_meta_tensor"))
+    assert "not done yet" not in output
 
 
-def test_a_student_exception_is_a_failed_check(tmp_path):
-    path = variant(tmp_path, 1, "raises", "    n, c, h, w = inputs.shape\n",
-                   "    n, c, h, w = inputs.shape\n    1 / 0\n")
-    passed, total, output = graded(1, path)
-    assert passed < total and "your code raised ZeroDivisionError" in output
+def test_a_patched_grader_or_a_fake_score_awards_nothing():
+    for name in ("ex1_patches_the_grader", "ex1_fake_score_exit", "ex1_exit_in_function"):
+        passed, total, output, err = graded(1, submission(name), time_limit=60)
+        assert passed <= 1, output  # at most the ValueError checks of a file that exits
+        assert_well_formed(output, passed, total)
+    _, _, output, err = graded(1, submission("ex1_exit_in_function"), time_limit=60)
+    assert "ended the grading process (exit status 0)" in output
+    assert "score: 13/13" in err and "your code's stdout | score: 13/13" in err  # shown as the child's, not ours
+
+
+@pytest.mark.parametrize("name, words", [("ex1_loops_forever", "time limit"), ("ex1_sleeps_at_import", "time limit"),
+                                         ("ex1_crashes_at_import", "RuntimeError: oops")])
+def test_hostile_files_are_stopped_and_scored(name, words):
+    passed, total, output, _ = graded(1, submission(name), time_limit=8)
+    assert passed == 0 and total == 13, output
+    assert words in output
     assert_well_formed(output, passed, total)
 
 
-def test_a_file_that_does_not_import_fails_every_check(tmp_path):
-    path = tmp_path / "broken.py"
-    path.write_text("import torch\nraise RuntimeError('oops')\n")
-    out = io.StringIO()
-    passed, total = grade.grade(3, path, out=out)
-    assert passed == 0 and total >= 7
-    assert "does not import: RuntimeError: oops" in out.getvalue()
-    assert out.getvalue().strip().splitlines()[-1] == f"score: 0/{total}"
+def test_a_flood_of_output_is_capped():
+    passed, total, output, err = graded(1, submission("ex1_floods_output"))
+    assert passed == total, output
+    assert len(err.splitlines()) < 30 and "more lines cut" in err
+    assert "score: 13/13" not in err.split("your code's stdout | ")[0]
 
 
-def test_usage_errors_exit_2(tmp_path, capsys):
-    for argv in ([], ["6"], ["one"], ["1", str(tmp_path / "missing.py")], ["1", "a.py", "b.py"]):
-        assert grade.main(argv) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and "usage: python exercises/grade.py N [FILE]" in err
+def test_a_deleted_course_file_is_restored_and_named():
+    watched = [EXERCISES / "data" / "lesion_cnn.pt", EXERCISES / "data" / "heldout_digits.npz"]
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched}
+    passed, total, output, _ = graded(4, submission("ex4_deletes_lesion_cnn"))
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched} == before
+    assert passed < total and "deleted exercises/data/lesion_cnn.pt (restored)" in output, output
+    assert "changed exercises/data/heldout_digits.npz (restored)" in output
+    passed, total, output, _ = graded(4, EXERCISES / "solutions" / grade.FILES[4], seed=3)
+    assert passed == total, output  # the next grading sees the shipped files
+
+
+def test_a_missing_course_file_refuses_grading(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "course_files", lambda: [tmp_path / "gone.pt"])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        grade.grade(1, EXERCISES / "solutions" / grade.FILES[1], out=io.StringIO())
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "which exercise"), (["6"], "N must be 1"), (["one"], "N must be 1"), (["1", "missing.py"], "not a Python file"),
+    (["1", "a.py", "b.py"], "one exercise and one file"), (["1", "--seed", "x"], "--seed takes a whole number"),
+    (["1", "--seed"], "--seed needs a value"), (["1", "--frobnicate"], "unknown option --frobnicate"),
+    (["1", "--time-limit", "0"], "--time-limit"), (["--notes", "1"], "--notes takes nothing else")])
+def test_usage_errors_print_one_line_and_exit_2(argv, words):
+    run = subprocess.run([sys.executable, str(EXERCISES / "grade.py"), *argv], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert run.returncode == 2 and run.stdout == ""
+    assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr, run.stderr
 
 
 def test_exit_status_0_when_every_check_passes(capsys):
@@ -146,15 +192,33 @@ def test_the_graders_references_equal_lecture_8():
     """Exercise 3's curve is lecture 8's deletion with a blurred baseline; exercise 4's pointing game is lecture 8's."""
     import torch
 
-    comparative = grade.utils.load_lecture("08_comparative_analysis")
+    from grading import ex3, ex4
+
+    comparative = grade.tasks.utils.load_lecture("08_comparative_analysis")
     if not hasattr(comparative, "deletion_curve") or not hasattr(comparative, "pointing_game"):
         pytest.skip("lecture 8 has no deletion_curve or pointing_game yet")
-    model = grade.GradingCNN(channels=3, seed=1)
+    model = harness.GradingCNN(channels=3, seed=1)
     x = torch.rand(2, 3, 9, 8, generator=torch.Generator().manual_seed(0))
     saliency = torch.randn(2, 3, 9, 8, generator=torch.Generator().manual_seed(1))
-    ours = grade.reference_curve(model, x, saliency, [0, 2], 6)
-    theirs = comparative.deletion_curve(model, x, saliency, [0, 2], steps=6, baseline=grade.reference_blur(x))
+    ours = ex3.reference_curve(model, x, saliency, [0, 2], 6)
+    theirs = comparative.deletion_curve(model, x, saliency, [0, 2], steps=6, baseline=ex3.reference_blur(x))
     assert torch.allclose(ours, theirs, atol=1e-6)
     mask = torch.rand(4, 9, 8, generator=torch.Generator().manual_seed(2)) > 0.9
     heat = torch.rand(4, 1, 9, 8, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(grade.reference_pointing(heat, mask, 3), comparative.pointing_game(heat, mask, 3))
+    assert torch.equal(ex4.reference_pointing(heat, mask, 3), comparative.pointing_game(heat, mask, 3))
+
+
+def test_the_shortcut_solution_works_on_a_model_with_mostly_zero_gradient_maps():
+    """Seed 11, marker top left: trained as the exercise asks, most of its plain gradient maps are exactly zero."""
+    import torch
+
+    solution = grade.load(EXERCISES / "solutions" / grade.FILES[5])
+    tasks = grade.tasks
+    model = tasks.train_bars_cnn(True, seed=11, corner="top_left")
+    images, _ = tasks.bars_dataset(100, seed=61, marker="all", corner="top_left")
+    vanilla = tasks.utils.load_lecture("01_vanilla_gradient_saliency").vanilla_gradient(model, images)
+    assert float((vanilla.flatten(1).abs().amax(1) == 0).float().mean()) > 0.5  # the kind of model meant
+    assert solution.relies_on_marker(solution.explain(model, images), tasks.marker_mask("top_left")) is True
+    unbiased = tasks.train_bars_cnn(False, seed=11, corner="top_left")
+    assert solution.relies_on_marker(solution.explain(unbiased, images), tasks.marker_mask("top_left")) is False
+    assert isinstance(torch.tensor(0), torch.Tensor)

@@ -136,8 +136,7 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         model, x = GradingCNN(), torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
         out = occlusion(model, x, None, window=3, stride=2)
         if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
-            raise Failed("a float32 tensor of shape (2, 3, 8, 8)", show(out) if isinstance(out, torch.Tensor)
-                         else type(out).__name__, "return one value per input element")
+            raise Failed("a float32 tensor of shape (2, 3, 8, 8)", show(out), "return one value per input element")
         if out.requires_grad:
             raise Failed("a detached result", "requires_grad=True", "return .detach() or compute under no_grad")
         if not torch.equal(out[:, 0], out[:, 1]) or not torch.equal(out[:, 0], out[:, 2]):

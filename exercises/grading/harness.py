@@ -129,7 +129,7 @@ def close(ours: object, theirs: torch.Tensor, rtol: float = 1e-4, atol: float = 
 def worst(ours: object, theirs: torch.Tensor) -> str:
     """How far off an answer is, in words (a relative difference, never the expected values)."""
     if not isinstance(ours, torch.Tensor):
-        return f"{ours!r}, not a tensor" if isinstance(ours, Opaque) else f"a {type(ours).__name__}, not a tensor"
+        return repr(ours) if isinstance(ours, Opaque) else f"a {type(ours).__name__}, not a tensor"
     if ours.shape != theirs.shape:
         return f"shape {tuple(ours.shape)} instead of {tuple(theirs.shape)}"
     bad = nonfinite(ours.detach())
@@ -169,13 +169,21 @@ def course_files() -> list[Path]:
     return files + sorted((EXERCISES / "grading").glob("*.py"))
 
 
+def course_name(path: Path) -> str:
+    """A path as the course's README names it (relative to the course folder when inside it)."""
+    try:
+        return path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 class Guard:
     """Copies of the course's files in memory; `damage()` restores any that changed and names them."""
 
     def __init__(self, files: Sequence[Path]) -> None:
         missing = [f for f in files if not f.is_file()]
         if missing:
-            names = ", ".join(str(f.relative_to(ROOT)) for f in missing)
+            names = ", ".join(course_name(f) for f in missing)
             raise FileNotFoundError(f"the course's file {names} is missing (not your doing): restore it with "
                                     f"git checkout -- {names}, or python exercises/make_exercise_data.py")
         self.copies = {f: f.read_bytes() for f in files}
@@ -197,9 +205,9 @@ class Guard:
                         path.unlink() if path.is_symlink() else os.rename(path, f"{path}.moved-by-grading")
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(data)
-                    damaged.append(f"{what} {path.relative_to(ROOT)} (restored)")
+                    damaged.append(f"{what} {course_name(path)} (restored)")
                 except OSError as error:
-                    damaged.append(f"{what} {path.relative_to(ROOT)} (could not restore: {error})")
+                    damaged.append(f"{what} {course_name(path)} (could not restore: {error})")
         return damaged
 
 

@@ -52,9 +52,11 @@ def plain(value: object, depth: int = 0) -> object:
     if value is None or type(value) in (bool, int, float, str):
         return value
     if isinstance(value, torch.Tensor):
-        if value.device.type != "cpu" or value.is_sparse or value.is_quantized or value.is_complex():
-            return {"__opaque__": f"a {value.device.type} tensor of layout {value.layout} and dtype {value.dtype}"
-                    " (the grader reads dense real tensors on the CPU)"}
+        if value.device.type != "cpu":
+            return {"__opaque__": f"a tensor on the {value.device.type} device (the grader reads CPU tensors)"}
+        if value.is_sparse or value.is_quantized or value.is_complex():
+            return {"__opaque__": f"a tensor of layout {value.layout} and dtype {value.dtype} (the grader reads "
+                    "dense real tensors)"}
         out = value.detach().clone().contiguous()
         out = torch.Tensor(out) if type(out) is not torch.Tensor else out
         return out.requires_grad_(True) if value.requires_grad and out.is_floating_point() else out
