@@ -103,18 +103,6 @@ def quadrature(method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (k + offset) / steps, torch.full((steps,), 1 / steps, dtype=torch.float64)
 
 
-def as_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
-    """x' like `x`: None is zeros, a number fills it, a tensor is broadcast (a view, no copy)."""
-    if baseline is None or isinstance(baseline, (int, float)):
-        return torch.full_like(x, float(baseline or 0.0))
-    baseline = torch.as_tensor(baseline).detach().to(device=x.device, dtype=x.dtype)
-    try:
-        return torch.broadcast_to(baseline, x.shape)
-    except RuntimeError:
-        raise utils.InputError(f"a baseline of shape {tuple(baseline.shape)} does not broadcast to "
-                               f"the inputs' shape {tuple(x.shape)}") from None
-
-
 def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target=None, baseline=None,
                          steps: int = STEPS, method: str = METHOD, batch_size: int | None = None,
                          progress: bool = False) -> torch.Tensor:
@@ -124,7 +112,7 @@ def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target=None, ba
     each chunk is built when it is needed, so memory grows with `batch_size`, not `steps`.
     """
     x = inputs.detach()  # (N, C, H, W)
-    x_baseline = as_baseline(baseline, x)  # (N, C, H, W)
+    x_baseline = utils.as_baseline(baseline, x)  # (N, C, H, W)
     alphas, weights = (t.to(x.device, x.dtype) for t in quadrature(method, steps))  # (steps,) each
     classes = utils.classes_at(model, x, target, batch_size)  # (N,) fixed at x
     direction = x - x_baseline  # (N, C, H, W)
@@ -141,7 +129,7 @@ def completeness_delta(model: nn.Module, inputs: torch.Tensor, attributions: tor
                        baseline=None, target=None) -> torch.Tensor:
     """sum_i IG_i(x) - (S_c(x) - S_c(x')) per example, shape (N,); 0 for the exact integral."""
     x = inputs.detach()
-    x_baseline = as_baseline(baseline, x)
+    x_baseline = utils.as_baseline(baseline, x)
     with torch.no_grad():
         score, classes = utils.target_scores(model(x), target)  # (N,) S_c(x)
         score_baseline = model(x_baseline.contiguous()).gather(1, classes[:, None]).squeeze(1)  # (N,)
@@ -179,7 +167,7 @@ def integrated_gradients_within(model: nn.Module, inputs: torch.Tensor, target=N
     if not tolerance > 0 or int(max_steps) != max_steps or max_steps < 2:
         raise utils.InputError(f"need tolerance > 0 and max_steps >= 2, got {tolerance} and {max_steps}")
     x = inputs.detach()  # (N, C, H, W)
-    x_baseline = as_baseline(baseline, x)
+    x_baseline = utils.as_baseline(baseline, x)
     classes = utils.classes_at(model, x, target, batch_size)  # (N,)
     chunk = utils.check_batch_size(batch_size) or max_steps
     shape = (-1,) + (1,) * (x.dim() - 1)  # to broadcast one number per point
@@ -227,7 +215,7 @@ def rule_errors(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, b
     trapezoid at 2, 4, 8, ... steps) share their evaluations.
     """
     x = inputs.detach()
-    x_baseline = as_baseline(baseline, x)
+    x_baseline = utils.as_baseline(baseline, x)
     nodes = {rule: quadrature(*rule) for rule in rules}
     unique = torch.cat([alphas for alphas, _ in nodes.values()]).unique()  # (A,) sorted
     direction = x - x_baseline  # (N, C, H, W)
@@ -299,18 +287,23 @@ def plot_path(demo: utils.Demo, x_baseline: torch.Tensor, classes: torch.Tensor,
     probabilities = logits.softmax(1)[:, c].cpu()
     frames = torch.searchsorted(alphas, torch.linspace(0, 1, PATH_FRAMES, device=x.device))  # (PATH_FRAMES,)
     images = demo.display(path[frames])
-    fig, axes = utils.figure_grid(1, PATH_FRAMES + 1, panel=2.2,
+    fig, axes = utils.figure_grid(2, (PATH_FRAMES + 1) // 2 + 1, landscape=True,
                                   title=f"x' + alpha (x - x'): from the black baseline to '{demo.names[0]}'; "
-                                        f"p = probability of '{explained}'")
-    for ax, frame, image in zip(axes[0], frames.tolist(), images):
-        utils.show_image(ax, image, f"alpha = {alphas[frame]:.1f}, p = {probabilities[frame]:.0%}")
-    ax = axes[0, -1]
-    ax.plot(alphas.cpu(), scores, color="tab:red", lw=1)
+                                        f"p = probability of '{utils.shorten(explained)}'")
+    curve = axes[0, -1].get_gridspec()
+    for ax in axes[:, -1]:
+        ax.remove()
+    ax = fig.add_subplot(curve[:, -1])  # the score curve takes the last column, both rows
+    sizes = utils.fonts(fig)
+    for image_ax, frame, image in zip(axes[:, :-1].flat, frames.tolist(), images):
+        utils.show_image(image_ax, image, f"alpha = {alphas[frame]:.1f}, p = {probabilities[frame]:.0%}")
+    ax.plot(alphas.cpu(), scores, color="tab:red", lw=2)
     ax.xaxis.set_major_locator(ticker.AutoLocator())
     ax.yaxis.set_major_locator(ticker.AutoLocator())
-    ax.tick_params(labelsize=7)
-    ax.set_xlabel("alpha", fontsize=8)
-    ax.set_title("S_c (logit) along the path", fontsize=9)
+    ax.tick_params(labelsize=sizes["ticks"])
+    ax.set_xlabel("alpha", fontsize=sizes["label"])
+    ax.set_title("S_c (logit) along the path", fontsize=sizes["title"])
+    ax.grid(True, alpha=0.3)
     return fig
 
 
@@ -318,7 +311,7 @@ def plot_baselines(demo: utils.Demo, baselines: dict[str, torch.Tensor],
                    results: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rows: int):
     """Row 0: the baselines of the first example. Then per example: IG from each baseline."""
     names = list(baselines)
-    fig, axes = utils.figure_grid(rows + 1, len(names) + 1, panel=2.4,
+    fig, axes = utils.figure_grid(rows + 1, len(names) + 1, landscape=True,
                                   title="Integrated Gradients depends on the baseline (signed"
                                         + (", sum over channels)" if demo.x.shape[1] > 1 else ")"))
     utils.show_image(axes[0, 0], demo.display()[0], f"x = {demo.names[0]}")
@@ -334,35 +327,50 @@ def plot_baselines(demo: utils.Demo, baselines: dict[str, torch.Tensor],
             heat = utils.scale_for_display(utils.reduce_channels(a[row:row + 1], "sum"), signed=True)[0]
             utils.show_heatmap(axes[row + 1, col], heat,
                                f"IG from {name}\nsum {total[row]:.3g}, S(x)-S(x') {change[row]:.3g}",
-                               signed=True, label="99th pct = 1")
+                               signed=True, bar=False)
+    utils.shared_colorbar(fig, axes[1:, 1:], signed=True, label="red +, blue -, 1 = 99th pct of |IG|")
     return fig
+
+
+# marker, line style and a sideways shift (a factor on the step count) for each rule, so that
+# rules with the same error (on the digits, three are exact) do not hide one another
+LINES = {"riemann_left": ("o", "-", 0.94), "riemann_right": ("s", "--", 0.97), "riemann_middle": ("^", "-.", 1.0),
+         "riemann_trapezoid": ("D", "-", 1.03), "gausslegendre": ("x", ":", 1.06)}
+
+
+def percent(value: float, _position=None) -> str:
+    """A tick label in one format at every scale: 10%, 1%, 0.01%, 0.00001% (never 1e-05%)."""
+    return np.format_float_positional(float(f"{value:.3g}"), trim="-") + "%"
 
 
 def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: float, what: str):
     """Median |completeness error| over the examples against path points; min-max bands for two rules."""
     import matplotlib.ticker as ticker
 
-    fig, axes = utils.figure_grid(1, 1, panel=5.0, title=f"Completeness error against steps\n{what}")
-    fig.set_figwidth(8.4)  # room for the legend on the right
+    fig, axes = utils.figure_grid(1, 1, landscape=True, title=f"Completeness error against steps\n{what}")
+    sizes = utils.fonts(fig)
     ax = axes[0, 0]
     for method in METHODS:
         rules = sorted(rule for rule in errors if rule[0] == method)
         n = np.array([steps for _, steps in rules], dtype=float)
         e = 100 * torch.stack([errors[rule].abs() for rule in rules]).numpy()  # (counts, N) in %
-        line, = ax.loglog(n, np.median(e, axis=1), marker="o", ms=4, label=method)
+        marker, style, shift = LINES[method]
+        line, = ax.loglog(n * shift, np.median(e, axis=1), marker=marker, ls=style, lw=2, ms=9, mfc="none", mew=2,
+                          label=method)
         if e.shape[1] > 1 and method in BANDS:
-            ax.fill_between(n, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
+            ax.fill_between(n * shift, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
     rule = "the paper's rule of thumb" if tolerance == TOLERANCE else "--tolerance"
-    ax.axhline(100 * tolerance, color="k", lw=1, label=f"{rule}, {100 * tolerance:g}%")
+    ax.axhline(100 * tolerance, color="k", lw=1.5, label=f"{rule}, {100 * tolerance:g}%")
     ax.xaxis.set_major_locator(ticker.LogLocator(base=2))
     ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-    ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}%"))
-    ax.tick_params(labelsize=8)
-    ax.set_xlabel("path points (model evaluations per example)", fontsize=9)
-    ax.set_ylabel("|sum IG - (S_c(x) - S_c(x'))| / |S_c(x) - S_c(x')|", fontsize=9)
-    ax.legend(fontsize=8, title="lines: median over the examples\nbands: min to max, for the\n"
-              "trapezoid and Gauss-Legendre", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.yaxis.set_major_formatter(ticker.FuncFormatter(percent))
+    ax.tick_params(labelsize=sizes["ticks"])
+    ax.set_xlabel("path points (model evaluations per example)", fontsize=sizes["label"])
+    ax.set_ylabel("|sum IG - (S_c(x) - S_c(x'))| / |S_c(x) - S_c(x')|", fontsize=sizes["label"])
+    ax.legend(fontsize=sizes["label"], title="lines: median over the examples\nbands: min to max, for the\n"
+              "trapezoid and Gauss-Legendre\npoints shifted sideways a little\nso that none hides another", title_fontsize=sizes["label"], loc="upper left",
+              bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, which="major", alpha=0.3)
     return fig
 
@@ -480,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for method in METHODS:
         cells = [f"{n}: {np.median(errors[m, n].abs().numpy()):.1%}" for m, n in rules if m == method]
         print(f"  {method:>18}  " + "  ".join(cells))
-    examples = f"{len(classes)} {'photos' if demo.track == 'imagenet' else 'digits'}"
+    examples = f"{len(classes)} {'photo' if demo.track == 'imagenet' else 'digit'}{'' if len(classes) == 1 else 's'}"
     what = f"{examples}, {demo.network}, black baseline"
     skip_zero = [m for m in METHODS if float(quadrature(m, 2)[0].min()) > 0]  # rules without a node at 0
     if max(float(errors[m, n].abs().max()) for m, n in rules if m in skip_zero) < 1e-4:

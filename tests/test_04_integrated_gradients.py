@@ -274,3 +274,19 @@ def test_a_given_target_costs_no_extra_forward_pass_and_none_costs_one():
     assert sum(model.batches) == 2 * 5 + 2
     with pytest.raises(ValueError, match="0 to 2"):  # the range is still checked, by the first chunk
         ig.integrated_gradients(model, x, target=[0, 3], steps=5, batch_size=4)
+
+
+def test_convergence_tick_labels_share_one_format_and_every_rule_is_drawn():
+    import matplotlib.pyplot as plt
+
+    module = lecture("04_integrated_gradients")
+    assert [module.percent(v) for v in (100.0, 1.0, 1e-2, 1e-5, 9.99999e-6)] == \
+        ["100%", "1%", "0.01%", "0.00001%", "0.00001%"]
+    steps = {m: [2, 4] for m in module.METHODS}
+    errors = {(m, n): torch.full((3,), 1e-7) for m, ns in steps.items() for n in ns}  # three rules alike
+    fig = module.plot_convergence(errors, 0.05, "1 photo, a test")
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() in module.METHODS]
+    markers = {line.get_marker() for line in lines}
+    positions = {tuple(line.get_xdata()) for line in lines}
+    plt.close(fig)
+    assert len(lines) == len(module.METHODS) == len(markers) == len(positions)  # none hidden under another
