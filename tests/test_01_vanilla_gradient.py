@@ -149,3 +149,29 @@ def test_the_taylor_check_agrees_to_first_order():
     grads = module.vanilla_gradient(model, x, classes, absolute=False)
     predicted, actual = module.taylor_check(model, x, grads, classes, step=1e-6)
     torch.testing.assert_close(actual, predicted, rtol=1e-4, atol=1e-12)
+
+
+# --- the course speaks for itself -----------------------------------------------------------------
+
+
+def test_no_file_points_outside_the_repository_or_reviews_other_code():
+    """A student has only this repository: no file may send them to a document that is not in it,
+    and the lectures state facts (with the paper or the test that shows them), not reviews."""
+    import subprocess
+
+    root = utils.ROOT
+    try:
+        listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
+        files = [root / name for name in listed.splitlines()]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file but the usual clutter
+        files = [p for p in root.rglob("*") if p.is_file() and not {".git", ".venv", "outputs"} & set(p.parts)]
+    outside = ["API" + ".md", "../" + "shared", "STYLE" + ".md", "FINDINGS" + ".md"]  # not spelled out here
+    reviews = ["popular from-" + "scratch", "classic from-" + "scratch", "a known " + "bug"]
+    found = []
+    for path in files:
+        relative = path.relative_to(root)
+        if relative.parts[0] == ".ci" or not path.is_file() or path.suffix in {".png", ".jpg", ".pt", ".npz"}:
+            continue
+        text = path.read_text(errors="ignore")
+        found += [f"{relative}: {word!r}" for word in outside + reviews if word.lower() in text.lower()]
+    assert not found, "\n".join(found)

@@ -2,7 +2,7 @@
 
     python tools/make_data.py
 
-The photographs come from ../shared/sample_images (credits in data/CREDITS.md).
+The photographs come from the folder SOURCE below (credits in data/CREDITS.md); data/ ships the copies.
 The composite puts the tabby cat and the espresso cup side by side on a square
 canvas, so the weights' 224x224 centre crop keeps both objects: lectures 5 to 7
 ask Grad-CAM for "cat" and for "espresso" on the same picture.
