@@ -132,6 +132,27 @@ def test_guided_backprop_hardly_depends_on_the_class_but_guided_grad_cam_does(ne
     assert share[0] > 0.8 and share[1] < 0.4, share  # measured 0.93 and 0.17
 
 
+def test_guided_backprop_draws_a_checkerboard_that_the_gradient_does_not(net):
+    """Strided convolutions send guided backprop's positive-only signal to even and odd pixels
+    unequally: a period-2 pattern holds percents of the map's energy, on 3 of 50,176 frequencies."""
+    x = composite()
+    shares = lecture("06_guided_backpropagation").checkerboard_share
+    guided = shares(guided_backprop(net, x, EGYPTIAN_CAT))[0]
+    plain = shares(lecture("01_vanilla_gradient_saliency").vanilla_gradient(net, x, EGYPTIAN_CAT, absolute=False))[0]
+    assert guided > 0.01 and plain < 0.001, (guided, plain)  # measured 4.0% and 0.003%
+
+
+def test_the_default_photos_surprising_predictions_are_said(net):
+    images, names = utils.load_images([utils.DATA_DIR / name for name in utils.PHOTOS])
+    with torch.no_grad():
+        logits = net(utils.preprocess(images, realnet._PRESET))
+    categories = utils.load_imagenet_model(realnet.NAME)[1]
+    lines = {line.split(":")[0]: line for line in utils.describe_predictions(names, logits, categories)}
+    assert "'bobsled'" in lines["astronaut"] and "--target 'football helmet'" in lines["astronaut"]
+    assert "'missile'" in lines["rocket"] and "no ImageNet class is named after" in lines["rocket"]
+    assert "cat_chelsea" not in lines and "coffee" not in lines  # a cat class and 'espresso': what they show
+
+
 @pytest.mark.parametrize("name", LECTURES)
 def test_every_lecture_runs_end_to_end_on_the_real_network(net, name, tmp_path, capsys):
     lecture(name).main(["--quick", "--model", "efficientnet_lite0", "--out-dir", str(tmp_path)])
@@ -139,6 +160,10 @@ def test_every_lecture_runs_end_to_end_on_the_real_network(net, name, tmp_path, 
     assert "warning" not in err and "MNIST track" not in err  # no fallback: it ran on the network asked for
     if name == "05_gradcam":  # its head is global average pooling and one Linear
         assert "equals CAM" in out and "7x7 before upsampling to 224x224" in out
+    if name in ("05_gradcam", "07_guided_gradcam"):  # the layer named for a student, not as a bare "_swish"
+        assert "head ReLU6 (_swish)" in out and " _swish" not in out.replace("head ReLU6 (_swish)", "")
+    if name == "06_guided_backpropagation":
+        assert "into that pattern: the grid in the figure" in out  # the checkerboard, measured
     figures = list(tmp_path.glob(f"{name[:2]}_*.png"))
     assert figures and all(p.stat().st_size > 10_000 for p in figures)
     assert not any(p.name.endswith("_mnist.png") for p in figures)  # the ImageNet track
