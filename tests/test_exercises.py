@@ -85,7 +85,7 @@ MISTAKES = [  # (exercise, submission, a check that must fail, words its line mu
     (1, "ex1_summing", "hand-derived: the mean", "you summed the drops"),
     (1, "ex1_whole_patches_only", "patch_corners", "hangs over the edge"),
     (1, "ex1_sign_flipped", "equals Captum", "the sign is flipped"),
-    (1, "ex1_own_prediction", "target None", "each occluded copy's own prediction"),
+    (1, "ex1_own_prediction", "the class is fixed at x", "each occluded copy's own prediction"),
     (1, "ex1_zero_baseline", "baseline 0.5", "you hid with 0"),
     (1, "ex1_raises", "equals Captum", "your code raised ZeroDivisionError"),
     (1, "ex1_meta_tensor", "occlusion returns", "meta"),
@@ -128,7 +128,7 @@ def test_a_patched_grader_or_a_fake_score_awards_nothing():
                                          ("ex1_crashes_at_import", "RuntimeError: oops")])
 def test_hostile_files_are_stopped_and_scored(name, words):
     passed, total, output, _ = graded(1, submission(name), time_limit=8)
-    assert passed == 0 and total == 13, output
+    assert passed == 0 and total == 14, output
     assert words in output
     assert_well_formed(output, passed, total)
 
@@ -171,13 +171,13 @@ def test_usage_errors_print_one_line_and_exit_2(argv, words):
 
 def test_exit_status_0_when_every_check_passes(capsys):
     assert grade.main(["1", str(EXERCISES / "solutions" / grade.FILES[1])]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == "score: 13/13"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "score: 14/14"
 
 
 def test_command_line_on_the_starter_exits_1():
     starter = subprocess.run([sys.executable, str(EXERCISES / "grade.py"), "1"], capture_output=True, text=True)
     assert starter.returncode == 1, starter.stdout + starter.stderr
-    assert starter.stdout.strip().splitlines()[-1] == "score: 0/13"
+    assert starter.stdout.strip().splitlines()[-1] == "score: 0/14"
 
 
 @pytest.mark.parametrize("exercise", sorted(grade.FILES))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
+from grading.harness import (Check, Failed, SumOrConstant, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
                              WeightedSum, cached, close, expect_value_error, need, one_line, show,
                              side_effect_check, worst, written_check)
 
@@ -193,6 +193,20 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
             raise Failed("on f(x) = w . x with baseline 0.5, each pixel's mean drop by hand",
                          worst(got, want), hint)
 
+    def check_fixed_class() -> None:
+        # 4x4 ones, logits (sum, 12), window 3, stride 1: x is class 0 (16 > 12); every patch hides 9
+        # ones, so each copy says class 1 (7 < 12). For class 0 every drop is 16 - 7 = 9, so the mean is 9;
+        # a copy explained for its own prediction (class 1, constant) drops by 0 instead.
+        x = torch.ones(1, 1, 4, 4, dtype=torch.float64)
+        got = occlusion(SumOrConstant(12.0), x, None, window=3, stride=1, baseline=0.0)
+        want = torch.full((1, 1, 4, 4), 9.0, dtype=torch.float64)
+        if not close(got, want, 1e-6, 1e-9):
+            hint = ("you explained each occluded copy's own prediction: fix the class once, at x "
+                    "(utils.target_scores(model(x), target)), and use it for every copy")
+            if not (isinstance(got, torch.Tensor) and got.shape == want.shape and float(got.abs().max()) == 0):
+                hint = diagnose_occlusion(got, want, torch.ones_like(want))
+            raise Failed("a mean drop of 9 at every pixel (class 0, fixed at x)", worst(got, want), hint)
+
     def reference_case(n: int, c: int, h: int, w: int, window: int, stride: int, target, baseline: float):
         def check() -> None:
             model = GradingCNN(channels=c, seed=h * 10 + w)
@@ -247,6 +261,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
         ("hand-derived: the mean over covering patches, not the sum (3x3, window 2, stride 1)", check_mean),
         ("hand-derived: patches cut off at the right and bottom edges (5x5, window 2, stride 2)", check_edges),
         ("hand-derived: f(x) = w . x, two channels, baseline 0.5 (4x5, window 3, stride 1)", check_linear),
+        ("hand-derived: the class is fixed at x, though hiding a patch changes the prediction (4x4, window 3)",
+         check_fixed_class),
         *(reference_case(*case) for case in reference_cases(variation)),
         ("every target form: None, an int, a list, a tensor", check_target_forms),
         ("ValueError for a class out of range or a list of the wrong length", check_target_errors),

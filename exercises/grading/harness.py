@@ -524,6 +524,18 @@ class SumModel(nn.Module):
         return torch.stack([total, torch.zeros_like(total)], dim=1)
 
 
+class SumOrConstant(nn.Module):
+    """Logits (sum of all pixels, `constant`): hiding enough of the image flips the prediction to class 1."""
+
+    def __init__(self, constant: float) -> None:
+        super().__init__()
+        self.constant = constant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.flatten(1).sum(1)
+        return torch.stack([total, torch.full_like(total, self.constant)], dim=1)
+
+
 class WeightedSum(nn.Module):
     """Logits (w . x, -w . x) for a weight tensor shaped like one example."""
 
