@@ -115,13 +115,13 @@ def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
     magnitude = utils.scale_for_display(utils.reduce_channels(grads, "sum_abs"))
     amount = utils.scale_for_display(utils.reduce_channels(attributions, "sum_abs"))
     signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
-    fig, panels = utils.example_grid(len(images), 4, title=f"Vanilla gradient against gradient x input, "
-                                                           f"{demo.network}")
+    fig, panels = utils.example_grid(len(images), 4, title=f"Vanilla gradient (lecture 1) against gradient x "
+                                                           f"input, {demo.network}: each photo explained for its class")
     for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
-        utils.show_image(axes[0], image, f"{name}\nexplaining '{utils.shorten(explained[row], 18)}'")
-        utils.show_heatmap(axes[1], magnitude[row], "|dS/dx| (lecture 1)", bar=False)
+        utils.show_image(axes[0], image, f"{utils.shorten(name, 16)}\n'{utils.shorten(explained[row], 16)}'")
+        utils.show_heatmap(axes[1], magnitude[row], "|dS/dx|", bar=False)
         utils.show_heatmap(axes[2], amount[row], "|x * dS/dx|", bar=False)
-        utils.show_heatmap(axes[3], signed[row], "x * dS/dx, signed", signed=True, bar=False)
+        utils.show_heatmap(axes[3], signed[row], "x * dS/dx", signed=True, bar=False)
     utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], label="sum over RGB, 1 = 99th pct")
     utils.shared_colorbar(fig, [axes[3] for axes in panels], signed=True,
                           label="red: raises S, blue: lowers S (1 = 99th pct)")

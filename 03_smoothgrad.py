@@ -170,15 +170,17 @@ def plot_comparison(demo: utils.Demo, grads, smooth, smooth_sq, explained, n_sam
     images = demo.display()
     heats = [for_display(demo, m) for m in (grads, smooth)]
     squared = utils.scale_for_display(utils.reduce_channels(smooth_sq, "max_abs"))  # >= 0 already
-    fig, panels = utils.example_grid(len(images), 5, title=f"Vanilla gradient against SmoothGrad (noise "
-                                     f"{noise_level:.0%} of the range), {demo.network}")
+    fig, panels = utils.example_grid(len(images), 5, title=f"Vanilla gradient (lecture 1) against SmoothGrad "
+                                     f"(SG, noise {noise_level:.0%} of the range, n = {n_samples}) and "
+                                     f"SmoothGrad-Squared (SG^2), {demo.network}")
     for row, (axes, image) in enumerate(zip(panels, images)):
-        utils.show_image(axes[0], image, f"{demo.names[row]}\nexplaining '{utils.shorten(explained[row], 18)}'")
+        utils.show_image(axes[0], image, f"{utils.shorten(demo.names[row], 14)}\n"
+                                         f"'{utils.shorten(explained[row], 14)}'")
         outline = image if demo.track == "mnist" else None  # the digit's edge: is the map on the ink?
-        show_map(axes[1], demo, heats[0][row], "dS/dx (lecture 1)", outline)
-        show_map(axes[2], demo, heats[1][row], f"SmoothGrad, n = {n_samples}", outline)
-        utils.show_heatmap(axes[3], squared[row], "SmoothGrad-Squared", outline=outline, bar=False)
-        utils.show_heatmap(axes[4], np.abs(heats[1][row]), "|SmoothGrad| over it", image=image, bar=False)
+        show_map(axes[1], demo, heats[0][row], "dS/dx", outline)
+        show_map(axes[2], demo, heats[1][row], "SG", outline)
+        utils.show_heatmap(axes[3], squared[row], "SG^2", outline=outline, bar=False)
+        utils.show_heatmap(axes[4], np.abs(heats[1][row]), "|SG| over it", image=image, bar=False)
     if demo.track == "mnist":  # signed maps, then magnitudes
         map_bar(fig, demo, [axes[k] for axes in panels for k in (1, 2)], "columns 2, 3: ")
         utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (3, 4)], label="columns 4, 5: 1 = 99th pct")
