@@ -83,7 +83,7 @@ def taylor_check(model: nn.Module, x: torch.Tensor, grads: torch.Tensor, classes
 
 def title_of(name: str, prediction: Sequence[tuple[str, float]]) -> str:
     label, probability = prediction[0]
-    return f"{name}\npredicted '{utils.shorten(label)}' ({probability:.0%})"
+    return f"{utils.shorten(name, 18)}\npredicted '{utils.shorten(label, 16)}' ({probability:.0%})"
 
 
 def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
@@ -93,8 +93,8 @@ def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained:
     fig, panels = utils.example_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
     for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
         utils.show_image(axes[0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[1], heat[row], f"|dS/dx| for '{utils.shorten(explained[row])}'", bar=False)
-        utils.show_heatmap(axes[2], heat[row], "the same, over the photo", image=image, bar=False)
+        utils.show_heatmap(axes[1], heat[row], f"|dS/dx| for '{utils.shorten(explained[row], 14)}'", bar=False)
+        utils.show_heatmap(axes[2], heat[row], "over the photo", image=image, bar=False)
     utils.shared_colorbar(fig, [axes[1] for axes in panels], label="|dS/dx|, max over RGB, 1 = 99th pct")
     return fig
 
