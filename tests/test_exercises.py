@@ -222,3 +222,17 @@ def test_the_shortcut_solution_works_on_a_model_with_mostly_zero_gradient_maps()
     unbiased = tasks.train_bars_cnn(False, seed=11, corner="top_left")
     assert solution.relies_on_marker(solution.explain(unbiased, images), tasks.marker_mask("top_left")) is False
     assert isinstance(torch.tensor(0), torch.Tensor)
+
+
+def test_the_instructor_notes_are_the_commands_output():
+    """Every measured number in exercises/README.md is in the block that `grade.py --notes` prints."""
+    from grading import notes
+
+    readme = (EXERCISES / "README.md").read_text()
+    block = re.search(r"<!-- notes: begin -->\n```\n(.*?)```\n<!-- notes: end -->", readme, re.S)
+    assert block, "exercises/README.md has no notes block"
+    text = notes.text()
+    assert block.group(1).strip() == text.strip(), "run python exercises/grade.py --notes and paste its output"
+    prose = readme[:block.start()] + readme[block.end():]
+    measured = re.findall(r"(?<![\w.])[+-]?\d+\.\d+%?|(?<![\w.])\d+%", prose)
+    assert all(number in text for number in measured), [n for n in measured if n not in text]
