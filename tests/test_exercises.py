@@ -236,3 +236,15 @@ def test_the_instructor_notes_are_the_commands_output():
     prose = readme[:block.start()] + readme[block.end():]
     measured = re.findall(r"(?<![\w.])[+-]?\d+\.\d+%?|(?<![\w.])\d+%", prose)
     assert all(number in text for number in measured), [n for n in measured if n not in text]
+
+
+def test_the_starters_are_made_from_the_solutions():
+    """One source per exercise: each starter is its solution with the marked blocks replaced."""
+    run = subprocess.run([sys.executable, str(EXERCISES / "make_starters.py"), "--check"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    import make_starters
+
+    for name in make_starters.FILES:
+        solution = (EXERCISES / "solutions" / name).read_text()
+        assert solution.count("### BEGIN SOLUTION") >= 2 and "### BEGIN SOLUTION" not in make_starters.starter(solution)

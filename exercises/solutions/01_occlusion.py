@@ -24,7 +24,11 @@ Run:      python exercises/01_occlusion.py     (a figure in outputs/exercises/ o
 """
 from __future__ import annotations
 
+### BEGIN SOLUTION
 import math
+### STARTER
+#> import math  # math.ceil, for TODO 1
+### END SOLUTION
 import sys
 from pathlib import Path
 
@@ -48,8 +52,13 @@ def patch_corners(size: int, window: int, stride: int) -> list[int]:
     last pixel, hanging over the edge when `stride` does not divide `size - window`.
         patch_corners(10, 4, 4) == [0, 4, 8]      the last patch covers pixels 8 and 9 only
     """
+    ### BEGIN SOLUTION
     count = math.ceil((size - window) / stride) + 1
     return [k * stride for k in range(count)]
+    ### STARTER
+    #> # TODO 1: return the list of corners described above (math.ceil may help).
+    #> raise NotImplementedError("write patch_corners: the start of every patch along one axis")
+    ### END SOLUTION
 
 
 # %% TODO 2: the method ------------------------------------------------------------------------
@@ -66,6 +75,7 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target=None, window: int =
     baseline  the value a hidden pixel gets
     No side effects: `inputs`, the model's mode and its parameters' .grad stay as they were.
     """
+    ### BEGIN SOLUTION
     n, c, h, w = inputs.shape
     if not 1 <= window <= min(h, w):
         raise ValueError(f"window must be between 1 and {min(h, w)} (the image's smaller side), got {window}")
@@ -85,6 +95,17 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target=None, window: int =
                 total[:, :, rows, cols] += drop.view(n, 1, 1, 1)
                 count[rows, cols] += 1
     return total / count  # the mean, not the sum: a pixel covered by 4 patches is not 4 times as important
+    ### STARTER
+    #> # TODO 2, step by step:
+    #> #   a. check window and stride (see above): a ValueError that names the allowed range
+    #> #   b. under torch.no_grad(): S_c(x) and the classes from utils.target_scores(model(x), target),
+    #> #      which already turns every form of `target` into classes and raises the ValueErrors
+    #> #   c. for every (top, left) from patch_corners: hide the patch in a copy of x (slicing
+    #> #      x[..., top:top + window, left:left + window] stops at the edge by itself), run the
+    #> #      model, and add each example's drop S_c(x) - S_c(hidden) to the pixels of the patch
+    #> #   d. count how many patches covered each pixel, and return the mean drop
+    #> raise NotImplementedError("write occlusion: the mean score drop over the patches covering each pixel")
+    ### END SOLUTION
 
 
 # %% The demo: occlusion beside the gradient on real digits -------------------------------------

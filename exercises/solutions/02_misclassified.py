@@ -52,10 +52,16 @@ IG_STEPS = 32  # enough for the completeness check below to hold to a few percen
 
 def find_mistakes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices of the misclassified digits in ascending order, the class predicted for each), both long."""
+    ### BEGIN SOLUTION
     with torch.no_grad():
         predicted = model(images).argmax(1)  # (N,)
     wrong = torch.nonzero(predicted != labels).flatten()  # (M,) ascending
     return wrong, predicted[wrong]
+    ### STARTER
+    #> # TODO 1: the model's predictions (no gradients needed), then the positions where they differ
+    #> # from `labels` (torch.nonzero), and the prediction at each of those positions.
+    #> raise NotImplementedError("write find_mistakes")
+    ### END SOLUTION
 
 
 # %% TODO 2 and 3: three maps, and their contrast ---------------------------------------------------
@@ -63,17 +69,28 @@ def find_mistakes(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
 
 def explain(model: nn.Module, images: torch.Tensor, target) -> dict[str, torch.Tensor]:
     """{method name: its signed map (N, 1, H, W) for class `target`} for the three METHODS."""
+    ### BEGIN SOLUTION
     return {
         "vanilla_gradient": vanilla.vanilla_gradient(model, images, target, absolute=False),
         "integrated_gradients": ig.integrated_gradients(model, images, target, baseline=None, steps=IG_STEPS),
         "grad_cam": gradcam.grad_cam(model, images, target, relu=False),  # signed: the contrast needs both signs
     }
+    ### STARTER
+    #> # TODO 2: call the three lectures' functions (see the header for the arguments). Keep the maps
+    #> # signed: Grad-CAM's ReLU would throw away the evidence against the class.
+    #> raise NotImplementedError("write explain: a dict of the three maps")
+    ### END SOLUTION
 
 
 def contrast(model: nn.Module, images: torch.Tensor, predicted, true) -> dict[str, torch.Tensor]:
     """{method: map(predicted) - map(true)}: positive where a pixel argues for the wrong class."""
+    ### BEGIN SOLUTION
     for_predicted, for_true = explain(model, images, predicted), explain(model, images, true)
     return {name: for_predicted[name] - for_true[name] for name in METHODS}
+    ### STARTER
+    #> # TODO 3: explain both classes, subtract, one entry per method.
+    #> raise NotImplementedError("write contrast: map(predicted) - map(true) for each method")
+    ### END SOLUTION
 
 
 # %% TODO 4: the questions ----------------------------------------------------------------------------
@@ -86,6 +103,7 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def answer_questions(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """The computed answers; each key is one question."""
+    ### BEGIN SOLUTION
     wrong, predicted = find_mistakes(model, images, labels)
     x, true = images[wrong], labels[wrong]  # (M, 1, 28, 28), (M,)
     with torch.no_grad():
@@ -116,10 +134,26 @@ def answer_questions(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         "most_class_discriminative": max(difference, key=difference.get),  # Q4
         "share_on_ink": share,  # Q5
     }
+    ### STARTER
+    #> # TODO 4: compute each answer with your functions above; return the dict with these keys.
+    #> #   "n_mistakes"                 Q1  how many digits the model gets wrong (an int)
+    #> #   "most_confident_mistake"     Q2  the index into `images` of the mistake whose predicted class
+    #> #                                    has the highest softmax probability
+    #> #   "ig_contrast_sum"            Q3  for that digit, the sum of the integrated-gradients contrast map ...
+    #> #   "margin_change"                  ... and (S_p - S_t)(x) - (S_p - S_t)(black image), p predicted, t true:
+    #> #                                    completeness says these two should nearly agree
+    #> #   "most_class_discriminative"  Q4  the method (a name from METHODS) whose maps for the predicted and
+    #> #                                    the true class differ most: the largest 1 - mean cosine(...) over
+    #> #                                    the mistakes, with the cosine of two maps computed per digit
+    #> #   "share_on_ink"               Q5  {method: the share of the positive part of its contrast map, summed
+    #> #                                    over all the mistakes, that lies on ink (pixels with x > 0)}
+    #> raise NotImplementedError("write answer_questions: the dict of computed answers")
+    ### END SOLUTION
 
 
 # %% TODO 5: in your own words ------------------------------------------------------------------------
 
+### BEGIN SOLUTION
 WRITTEN = {
     "what_argues_for_the_wrong_class": (
         "Most mistakes are 2s read as 8s, 3s or 7s. Where the contrast is positive on the stroke, it marks "
@@ -132,6 +166,11 @@ WRITTEN = {
         "evidence is on ink (share_on_ink is exactly 1) and it adds up to the change in the margin, up to "
         "the step count's error. Grad-CAM is smooth and coarse (its last conv map is 7x7) and, signed, "
         "mostly favours the true class even where the network chose the wrong one: its map is not the logit."),
+### STARTER
+#> WRITTEN = {  # TODO 5: a few sentences each, after looking at the figure this file makes
+#>     "what_argues_for_the_wrong_class": "",
+#>     "what_each_method_shows": "",
+### END SOLUTION
 }
 
 

@@ -69,7 +69,11 @@ def blurred(x: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_map(saliency: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
     """(N, H, W): a (N, C, H, W) map summed in absolute value over channels; a (N, H, W) map as it is."""
+    ### STARTER
+    #> """(N, H, W): a (N, C, H, W) map summed in absolute value over channels; a (N, H, W) map as it is (given)."""
+    ### END SOLUTION
     s = saliency.detach()
     return s.abs().sum(1) if s.dim() == 4 else s
 
@@ -77,6 +81,7 @@ def pixel_map(saliency: torch.Tensor) -> torch.Tensor:
 def deletion_curve_blurred(model: nn.Module, inputs: torch.Tensor, saliency: torch.Tensor, target=None,
                            steps: int = STEPS) -> torch.Tensor:
     """(N, steps + 1): p_c as the most salient pixels take the blurred image's values."""
+    ### BEGIN SOLUTION
     x = inputs.detach()  # (N, C, H, W)
     substrate = blurred(x)  # (N, C, H, W)
     heat = pixel_map(saliency)  # (N, H, W)
@@ -91,6 +96,16 @@ def deletion_curve_blurred(model: nn.Module, inputs: torch.Tensor, saliency: tor
             probs = model(torch.where(removed, substrate, x)).softmax(1)  # (N, K): probabilities, not logits
             curve.append(probs.gather(1, classes[:, None])[:, 0])
     return torch.stack(curve, dim=1)  # (N, steps + 1)
+    ### STARTER
+    #> # TODO 1, step by step:
+    #> #   a. the substrate blurred(x) and the (N, H, W) map pixel_map(saliency)
+    #> #   b. each pixel's place in the ranking: torch.argsort(..., descending=True, stable=True) on the
+    #> #      flattened map gives the order; scatter turns an order into places (or compare ranks another way)
+    #> #   c. the classes, fixed at x (utils.resolve_target(model(x), target)), under torch.no_grad()
+    #> #   d. for k = 0 .. steps: pixels placed before round(k * H * W / steps) come from the substrate
+    #> #      (torch.where), all channels together; keep the softmax probability of each example's class
+    #> raise NotImplementedError("write deletion_curve_blurred: (N, steps + 1) probabilities")
+    ### END SOLUTION
 
 
 # %% TODO 2 and 3: the area, and the gap between the two orders ---------------------------------------
@@ -98,16 +113,26 @@ def deletion_curve_blurred(model: nn.Module, inputs: torch.Tensor, saliency: tor
 
 def area_under_curve(curve: torch.Tensor) -> torch.Tensor:
     """(N,) trapezoidal area of each row over an x axis from 0 to 1."""
+    ### BEGIN SOLUTION
     return (curve[:, 1:] + curve[:, :-1]).sum(1) / (2 * (curve.shape[1] - 1))
+    ### STARTER
+    #> # TODO 2: the trapezoid rule with a spacing of 1 / (number of points - 1).
+    #> raise NotImplementedError("write area_under_curve")
+    ### END SOLUTION
 
 
 def morf_lerf_gap(model: nn.Module, inputs: torch.Tensor, saliency: torch.Tensor, target=None,
                   steps: int = STEPS) -> torch.Tensor:
     """(N,) AUC(least relevant first) - AUC(most relevant first): larger means more faithful."""
+    ### BEGIN SOLUTION
     heat = pixel_map(saliency)  # (N, H, W): reduce first, so that negating reverses the order
     morf = deletion_curve_blurred(model, inputs, heat, target, steps)
     lerf = deletion_curve_blurred(model, inputs, -heat, target, steps)
     return area_under_curve(lerf) - area_under_curve(morf)
+    ### STARTER
+    #> # TODO 3: reduce the map first (pixel_map), then one curve for it and one for its negative.
+    #> raise NotImplementedError("write morf_lerf_gap: AUC(LeRF) - AUC(MoRF) per example")
+    ### END SOLUTION
 
 
 # %% TODO 4: ranking the methods ------------------------------------------------------------------------
@@ -122,6 +147,7 @@ def chance_map(inputs: torch.Tensor, seed: int) -> torch.Tensor:
 def rank_methods(model: nn.Module, inputs: torch.Tensor, target=None, seed: int = 0,
                  steps: int = STEPS) -> list[tuple[str, float]]:
     """[(method, mean gap over the inputs)], best first; the same list for the same seed."""
+    ### BEGIN SOLUTION
     maps = {
         "vanilla_gradient": vanilla.vanilla_gradient(model, inputs, target),
         "smoothgrad": smooth.smoothgrad(model, inputs, target, n_samples=SG_SAMPLES,
@@ -131,6 +157,16 @@ def rank_methods(model: nn.Module, inputs: torch.Tensor, target=None, seed: int 
     }
     gaps = {name: float(morf_lerf_gap(model, inputs, m, target, steps).mean()) for name, m in maps.items()}
     return sorted(gaps.items(), key=lambda item: -item[1])
+    ### STARTER
+    #> # TODO 4: one map per name in METHODS, all for `target`:
+    #> #   vanilla_gradient  vanilla.vanilla_gradient(model, inputs, target)            (lecture 1, |dS/dx|)
+    #> #   smoothgrad        smooth.smoothgrad(..., n_samples=SG_SAMPLES,
+    #> #                                       generator=torch.Generator().manual_seed(seed))   (lecture 3)
+    #> #   grad_cam          gradcam.grad_cam(model, inputs, target)                   (lecture 5)
+    #> #   chance            chance_map(inputs, seed)
+    #> # then each method's mean gap over the inputs (a float), sorted from the largest gap down.
+    #> raise NotImplementedError("write rank_methods: [(method, mean gap)], best first")
+    ### END SOLUTION
 
 
 # %% The demo ------------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ LESION = 1  # the class to explain
 
 def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, tolerance: float = TOLERANCE) -> torch.Tensor:
     """(N,) bools: does the map's first maximum lie strictly within `tolerance` pixels of the mask (N, H, W)?"""
+    ### BEGIN SOLUTION
     heat = saliency.detach().abs().sum(1) if saliency.dim() == 4 else saliency.detach()  # (N, H, W)
     n, h, w = heat.shape
     peak = heat.flatten(1).argmax(1)  # (N,) torch.argmax returns the first maximum
@@ -62,6 +63,11 @@ def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, tolerance: float =
     c = torch.arange(w).view(1, 1, w)
     distance2 = (r - rows.view(n, 1, 1)) ** 2 + (c - cols.view(n, 1, 1)) ** 2  # (N, H, W) from the peak
     return ((distance2 < tolerance ** 2) & mask.bool()).flatten(1).any(1)
+    ### STARTER
+    #> # TODO 1: reduce the map to (N, H, W) as the header says; find each map's first maximum
+    #> # (argmax on the flattened map); a hit is a mask pixel at a distance < tolerance from it.
+    #> raise NotImplementedError("write pointing_game: (N,) booleans")
+    ### END SOLUTION
 
 
 def centre_map(n: int, height: int, width: int) -> torch.Tensor:
@@ -70,30 +76,49 @@ def centre_map(n: int, height: int, width: int) -> torch.Tensor:
     Positive, because the pointing game sums absolute values: a map of -distance**2 would
     peak at the corners.
     """
+    ### BEGIN SOLUTION
     r = torch.arange(height, dtype=torch.float32).view(height, 1) - (height - 1) / 2
     c = torch.arange(width, dtype=torch.float32).view(1, width) - (width - 1) / 2
     return (1 / (1 + r ** 2 + c ** 2)).expand(n, 1, height, width).clone()
+    ### STARTER
+    #> # TODO 2: any map whose first maximum is at the centre pixel ((H - 1) // 2, (W - 1) // 2).
+    #> raise NotImplementedError("write centre_map")
+    ### END SOLUTION
 
 
 # %% TODO 3 and 4: your method, and its hit rate ------------------------------------------------------
 
 
 def lesion_saliency(model: nn.Module, scans: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
     """(N, 1, H, W): where the evidence for "lesion" (class 1) is. Here: |dS_lesion/dx|."""
     # The gradient is as sharp as the input; Grad-CAM reads the last conv's 8x8 map, and the
     # max-pooling head makes its channel weights blind to where each channel fired.
     return vanilla.vanilla_gradient(model, scans, LESION)
+    ### STARTER
+    #> """(N, 1, H, W): where the evidence for "lesion" (class 1) is, by a method of your choice."""
+    #> # TODO 3: use a method from the lectures (utils.load_lecture) on the model, for class LESION.
+    #> # The grader checks that your map finds lesions on scans it draws itself, and that it
+    #> # depends on the model (a map computed from the image alone is not an explanation).
+    #> raise NotImplementedError("write lesion_saliency: choose a method and explain class 1")
+    ### END SOLUTION
 
 
 def hit_rate(model: nn.Module, scans: torch.Tensor, masks: torch.Tensor) -> float:
     """The share of the scans with a lesion (a non-empty mask) where lesion_saliency's peak hits it."""
+    ### BEGIN SOLUTION
     has_lesion = masks.flatten(1).any(1)  # (N,)
     hits = pointing_game(lesion_saliency(model, scans[has_lesion]), masks[has_lesion])
     return float(hits.float().mean())
+    ### STARTER
+    #> # TODO 4: keep the scans whose mask is not empty, explain them, play the pointing game.
+    #> raise NotImplementedError("write hit_rate")
+    ### END SOLUTION
 
 
 # %% TODO 5: in your own words ------------------------------------------------------------------------
 
+### BEGIN SOLUTION
 WRITTEN = {
     "why_this_method": (
         "The gradient of the lesion logit is as sharp as the input, and a small round blob is exactly "
@@ -105,6 +130,11 @@ WRITTEN = {
         "brightest pixel about half (vessels are as bright as lesions). A method is only good here if it "
         "beats these clearly, and a map computed from the image alone, without the model, is no "
         "explanation of the model at all: on a copy of the network with random weights it must change."),
+### STARTER
+#> WRITTEN = {  # TODO 5: a few sentences each, after running this file
+#>     "why_this_method": "",
+#>     "what_the_baselines_say": "",
+### END SOLUTION
 }
 
 

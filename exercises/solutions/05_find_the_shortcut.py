@@ -45,10 +45,18 @@ if EXERCISES:  # inside the course folder; grade.py finds tasks.py for a copy ke
 import tasks  # noqa: E402  (puts the course folder on sys.path)
 import utils  # noqa: E402
 
+### BEGIN SOLUTION
 smooth = utils.load_lecture("03_smoothgrad")
+### STARTER
+#> vanilla = utils.load_lecture("01_vanilla_gradient_saliency")
+### END SOLUTION
 
+### BEGIN SOLUTION
 SHARE_THRESHOLD = 0.2  # above it, a model reads the marker; models of both kinds on either side, see README
 SG_SAMPLES = 16  # noisy copies per image
+### STARTER
+#> SHARE_THRESHOLD = None  # TODO 3: choose it from models you train yourself (main() trains two)
+### END SOLUTION
 
 
 # %% TODO 1: how much of a map is on the marker ---------------------------------------------------
@@ -56,15 +64,21 @@ SG_SAMPLES = 16  # noisy copies per image
 
 def marker_share(maps: torch.Tensor, marker_mask: torch.Tensor) -> torch.Tensor:
     """(N,) the share of each map's absolute mass (summed over channels) inside `marker_mask` (H, W)."""
+    ### BEGIN SOLUTION
     heat = maps.detach().abs().sum(1)  # (N, H, W)
     inside = (heat * marker_mask.to(heat.dtype)).flatten(1).sum(1)  # (N,)
     return inside / heat.flatten(1).sum(1).clamp(min=torch.finfo(heat.dtype).tiny)
+    ### STARTER
+    #> # TODO 1: sum |maps| over channels to (N, H, W); the mass inside the mask over the mass everywhere.
+    #> raise NotImplementedError("write marker_share: (N,) shares between 0 and 1")
+    ### END SOLUTION
 
 
 # %% TODO 2 and 3: the maps, and the decision -------------------------------------------------------
 
 
 def explain(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    ### BEGIN SOLUTION
     """(N, 1, H, W) saliency of each image's predicted class: here SmoothGrad (lecture 3), seeded.
 
     Not the plain gradient: in some models trained as this exercise asks, every ReLU of the
@@ -73,11 +87,23 @@ def explain(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     little. SmoothGrad averages gradients at noisy copies, where some units are alive again.
     """
     return smooth.smoothgrad(model, images, n_samples=SG_SAMPLES, generator=torch.Generator().manual_seed(0))
+    ### STARTER
+    #> """(N, 1, H, W) saliency of each image, by a method of your choice from the lectures."""
+    #> # TODO 2: which class would you explain, and with which method? (vanilla is loaded above;
+    #> # utils.load_lecture gives the others.)
+    #> raise NotImplementedError("write explain: one saliency map per image")
+    ### END SOLUTION
 
 
 def relies_on_marker(maps: torch.Tensor, marker_mask: torch.Tensor) -> bool:
+    ### BEGIN SOLUTION
     """True when the maps put much more weight on the marker than a model that ignores it would."""
     return bool(marker_share(maps, marker_mask).mean() > SHARE_THRESHOLD)
+    ### STARTER
+    #> """True when the maps say the model reads the marker (a Python bool)."""
+    #> # TODO 3: a rule on the maps alone, e.g. on marker_share; compare with the marker's area share.
+    #> raise NotImplementedError("write relies_on_marker: True or False from the maps")
+    ### END SOLUTION
 
 
 # %% The demo: two models, their maps, and where the threshold comes from --------------------------------
@@ -116,7 +142,11 @@ def main() -> None:
             share = float(shares[name][i])
             heat = utils.scale_for_display(m[i:i + 1, 0].numpy())[0]
             short = "shortcut model" if "with the" in name else "unbiased model"
+            ### BEGIN SOLUTION
             utils.show_heatmap(axes[row, i], heat, f"{short}: {share:.0%} on marker", label="SmoothGrad")
+            ### STARTER
+            #> utils.show_heatmap(axes[row, i], heat, f"{short}: {share:.0%} on marker", label="|dS/dx|")
+            ### END SOLUTION
     print("figure:", utils.save_figure(fig, tasks.out_dir(), "05_find_the_shortcut.png"))
 
 
