@@ -21,7 +21,7 @@ arxiv.org/abs/1711.06104; Adebayo et al. 2018, arxiv.org/abs/1810.03292; Yeh et 
 arxiv.org/abs/1901.09392; Arras et al. 2022, arxiv.org/abs/2003.07258; Bylinskii et al. 2019,
 arxiv.org/abs/1604.03605; ROAR, arxiv.org/abs/1806.10758; ROAD, arxiv.org/abs/2202.00449
 Run: python 08_comparative_analysis.py --model mnist  (photos: --model efficientnet_lite0)
-In seconds: add --quick. Figures, measurements and the method guide (CSV, Markdown) go to outputs/.
+In about a minute: add --quick. Figures, measurements and the method guide (CSV, Markdown) go to outputs/.
 """
 from __future__ import annotations
 

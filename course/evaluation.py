@@ -72,8 +72,9 @@ LITERATURE = {
     "integrated gradients": ("completeness: attributions add up to the output change", "infidelity",
                              "better"),
     "Grad-CAM": ("class-discriminative localisation", "pointing game", "better"),
-    "guided backprop": ("sharp edges, but fails the sanity check", "randomisation |rank corr.|", "worse"),
-    "guided Grad-CAM": ("sharp, but inherits guided backprop's sanity failure", "randomisation |rank corr.|",
+    "guided backprop": ("sharp edges, but fails the sanity check", "randomisation, abs. rank corr.", "worse"),
+    "guided Grad-CAM": ("sharp, but inherits guided backprop's sanity failure",
+                        "randomisation, abs. rank corr.",
                         "worse"),
     "LIME": ("any model; a surrogate that changes with the samples", "seed agreement", "no difference"),
     "SHAP": ("additive, sums to v(1) - v(0)", "infidelity", "better"),
@@ -207,7 +208,8 @@ def prepare(args) -> Run:
     if human is not None:
         attention, source = [a.to(demo.device) for a in human], f"the maps in {args.annotations}"
     elif demo.track == "mnist":
-        attention, source = [m.float() for m in masks], "the stroke (pixels brighter than half)"
+        attention = [None if m is None else m.float() for m in masks]
+        source = "the stroke (pixels brighter than half)"
     else:
         attention = [None if m is None else m.float() for m in masks]
         source = "the course's hand-drawn object masks (data/ground_truth.json)"
@@ -229,7 +231,7 @@ def inputs_of(demo, args, objects, target):
         labels = None if args.image else utils.load_digits(n)[1]
         truth = labels or logits.argmax(1).tolist()  # the true digit when it is known
         classes = torch.tensor([target if target is not None else int(truth[i]) for i in range(n)])
-        masks = list(demo.x[:, 0] > STROKE)  # the stroke
+        masks = [m if m.any() else None for m in demo.x[:, 0] > STROKE]  # the stroke (none: no mask)
         return [f"{i:02d} {demo.names[i]}" for i in range(n)], classes.to(demo.device), masks, labels
     # A photo's objects in data/ground_truth.json (the composite has two: cat and espresso).
     picked = [[o for o in objects if Path(o["image"]).stem == stem] for stem in demo.names]
@@ -463,7 +465,7 @@ def measure_sensitivity_n(run: Run, maps: dict) -> dict:
                                        batch_size=run.settings["batch"],
                                        generator=torch.Generator().manual_seed(run.args.seed))  # (9 + 1, N)
         for name, v in zip([*names, "chance: smooth random map"], values):
-            record(run, name, f"sensitivity-n, n={size}", v)
+            record(run, name, f"sensitivity-n (n={size})", v)
             scores[name, size] = float(np.nanmedian(v.numpy())) if not torch.isnan(v).all() else math.nan
     print("\nSensitivity-n (median Pearson correlation over inputs), n = " + ", ".join(map(str, sizes))
           + " pixels; "
@@ -553,9 +555,9 @@ def measure_sanity(run: Run) -> dict:
             on_used[name] = [utils.rank_correlation(heat[name][i][used[i]], m[i][used[i]])
                              if used[i].sum() > 1 else math.nan for i in range(count)]
     for name in runs:
-        record(run, name, "randomisation |rank corr.|", [abs(r) for r in last[name]])
+        record(run, name, "randomisation, abs. rank corr.", [abs(r) for r in last[name]])
     a, b = smooth_random_maps(run, run.args.seed + 5), smooth_random_maps(run, run.args.seed + 6)
-    record(run, "chance: two random maps", "randomisation |rank corr.|",
+    record(run, "chance: two random maps", "randomisation, abs. rank corr.",
            [abs(utils.rank_correlation(a[i], b[i])) for i in range(count)])
     labels = [label for label, _ in stages]
     print(f"\nSanity check on {count} input(s): Spearman rank correlation with the original map as the "
@@ -573,8 +575,9 @@ def measure_sanity(run: Run) -> dict:
         print(f"  nan: the map of {', '.join(constant)} became constant (all zero after its ReLU), which "
               "has no rank\n  correlation: it changed completely, and has no row in the measurements.")
     print("  A map that stays correlated with the original while every layer is random explains the image,\n"
-          "  not the model (Adebayo et al. 2018); the verdict compares |rank correlation| at the last stage\n"
-          "  with that of two independent smooth random maps: 'worse' means the map survives randomisation.")
+          "  not the model (Adebayo et al. 2018); the verdict compares the absolute rank correlation at the\n"
+          "  last stage with that of two independent smooth random maps: 'worse' means the map survives\n"
+          "  randomisation.")
     return {"labels": labels, "correlations": correlations, "shown": shown, "count": count}
 
 
@@ -614,7 +617,7 @@ MEASURES = {  # measure -> (direction, its chance line; None: the run decides)
     "max-sensitivity": ("lower", "chance: random map, redrawn"),
     "infidelity": ("lower", "chance: zero map"),
     "seed agreement": ("higher", "chance: two random maps"),
-    "randomisation |rank corr.|": ("lower", "chance: two random maps"),
+    "randomisation, abs. rank corr.": ("lower", "chance: two random maps"),
 }
 
 
@@ -645,12 +648,14 @@ def guide(run: Run) -> list[dict]:
 
 
 def summary(run: Run, measures) -> dict:
-    """(method, measure) -> 'median 0.123' strings, chance lines included, for the printed tables."""
+    """(method, measure) -> the median (the pointing game: the hit rate) as text, chance lines included."""
     values: dict = {}
     for _, method, measure, v in run.rows:
         if measure in measures:
             values.setdefault((method, measure), []).append(v)
-    return {k: f"{np.median(v):>+14.3f}" for k, v in values.items()}
+    # The pointing game's values are 0 or 1: its hit rate (the mean) says more than a median.
+    typical = {k: np.mean(v) if k[1] == "pointing game" else np.median(v) for k, v in values.items()}
+    return {k: f"{t:>+14.3f}" for k, t in typical.items()}
 
 
 # %% The files --------------------------------------------------------------------------------
@@ -724,7 +729,7 @@ def guide_markdown(run: Run, rows: list[dict]) -> str:
     if seeds:
         lines.append("- Two seeds (rank correlation, against two random maps): "
                      + "; ".join(f"{m} {v} (median {med:.2f})" for m, v, med in seeds) + ".")
-    fails = [m for m in methods_here if verdict.get((m, "randomisation |rank corr.|")) == "worse"]
+    fails = [m for m in methods_here if verdict.get((m, "randomisation, abs. rank corr.")) == "worse"]
     lines += ["", "## Sanity check", "",
               "- Still correlated with the original map when every layer is random ('worse' than two random "
               "maps): " + (", ".join(fails) or "none (or untested)") + "."]
