@@ -64,12 +64,14 @@ STAGES = {
 
 
 def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=None,
-             relu: bool = True, upsample: bool = True) -> torch.Tensor:
+             relu: bool = True, upsample: bool = True, reshape_transform=None) -> torch.Tensor:
     """Grad-CAM of Selvaraju et al. (2017): ReLU(sum_k alpha_k A_k) at `layer`.
 
     layer     a module inside `model`, its dotted name ("layer4"), or None: the last nn.Conv2d
     relu      keep only the evidence for the class (the paper); False gives the signed map
     upsample  bilinear to the input's (H, W) -> (N, 1, H, W); False keeps the layer's (N, 1, h, w)
+    reshape_transform  turns the layer's output into (N, C, h, w) first, as pytorch-grad-cam's does:
+              a Vision Transformer's patch tokens laid back on their grid (lecture 9)
     Returns raw values, detached, on the inputs' device and dtype.
     """
     module = utils.find_layer(model, layer)  # ValueError listing the conv layers if it is not there
@@ -78,11 +80,13 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=None,
         logits = model(x)  # (N, K)
         scores, _ = utils.target_scores(logits, target)  # (N,) S_c
         A = captured.activation  # (N, K_maps, h, w), still in the graph
-        if A is None or A.dim() != 4:
+        if A is None or (A.dim() != 4 and reshape_transform is None):
             raise ValueError(f"layer {type(module).__name__} gave no (N, C, h, w) map in the forward pass")
         # Example i's score depends on its own A[i] only, so one backward pass of the sum
         # gives every example its own gradient.
         (dS_dA,) = torch.autograd.grad(scores.sum(), A)  # (N, K_maps, h, w)
+    if reshape_transform is not None:  # e.g. ViT tokens -> (N, D, h, w); the gradient re-indexed alike
+        A, dS_dA = reshape_transform(A), reshape_transform(dS_dA)
     alpha = dS_dA.mean(dim=(2, 3), keepdim=True)  # (N, K_maps, 1, 1): global-average-pooled gradients
     # A sum starts at zero. Starting `cam` at ones instead would lift every position by 1,
     # which survives the ReLU and any later normalisation

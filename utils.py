@@ -645,13 +645,13 @@ def find_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
 
     None means the last `nn.Conv2d`. Raises InputError (a ValueError) for a name
     that does not exist, a module outside `model`, a model without convolutions,
-    and a Vision Transformer. A ViT's patch tokens do keep their positions, so
+    and a Vision Transformer with layer=None. A ViT's patch tokens do keep their positions, so
     Grad-CAM applies to them once reshaped to the patch grid (lecture 9 does it);
     but its only conv is the patch embedding, and its later layers give tokens
     (N, 1 + patches, D), not the (N, C, h, w) maps these methods read.
     """
     convs = conv_layer_names(model)
-    if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+    if layer is None and any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
         raise InputError(f"{type(model).__name__} is a transformer: its layers give tokens, not (N, C, h, w) "
                          "maps; Grad-CAM applies once the patch tokens are reshaped to their grid, as "
                          "09_advanced_techniques.py shows")

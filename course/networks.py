@@ -86,3 +86,48 @@ def load_mnist_cnn(weights_file: Path | None = None) -> MnistCNN:
     """The course's digit CNN with the trained weights shipped in `data/`, in eval mode."""
     return load_network(MnistCNN, Path(weights_file) if weights_file else MNIST_WEIGHTS, "the digit CNN (MnistCNN)",
                         "run tools/train_mnist_cnn.py to make them, or restore data/ from the repository")
+
+
+# %% Lecture 9's two digit networks (weights in data/, made by tools/train_digit_vit.py) ------------
+
+DIGIT_VIT_WEIGHTS = MNIST_WEIGHTS.parent / "digit_vit.pt"
+DIGIT_MLP_WEIGHTS = MNIST_WEIGHTS.parent / "digit_mlp.pt"
+DIGIT_VIT = dict(image_size=28, patch_size=4, num_layers=4, num_heads=4, hidden_dim=64, mlp_dim=128,
+                 num_classes=10)  # 7x7 patches of 4x4 pixels: the digit CNN's 7x7 grid, 50 tokens
+DIGIT_REMEDY = "run tools/train_digit_vit.py to make them, or restore data/ from the repository"
+
+
+def digit_vit() -> nn.Module:
+    """torchvision's VisionTransformer for 28x28 grey digits in [0, 1], untrained.
+
+    The class is torchvision's own; only its patch embedding takes one input channel instead of
+    three, so it reads the same tensors as the digit CNN.
+    """
+    from torchvision.models import VisionTransformer
+
+    model = VisionTransformer(**DIGIT_VIT)
+    p, hidden = DIGIT_VIT["patch_size"], DIGIT_VIT["hidden_dim"]
+    model.conv_proj = nn.Conv2d(1, hidden, kernel_size=p, stride=p)
+    nn.init.trunc_normal_(model.conv_proj.weight, std=(1 / (p * p)) ** 0.5)  # torchvision's own init
+    nn.init.zeros_(model.conv_proj.bias)
+    return model
+
+
+def digit_mlp() -> nn.Module:
+    """784 -> 128 -> 10 on a flattened digit: no convolution, no idea of neighbours.
+
+    It takes (N, 784) or (N, 1, 28, 28) (flattened first, which changes nothing for (N, 784)).
+    """
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def load_digit_vit(weights_file: Path | None = None) -> nn.Module:
+    """The digit ViT with the trained weights shipped in `data/`, in eval mode."""
+    return load_network(digit_vit, Path(weights_file) if weights_file else DIGIT_VIT_WEIGHTS, "the digit ViT",
+                        DIGIT_REMEDY)
+
+
+def load_digit_mlp(weights_file: Path | None = None) -> nn.Module:
+    """The digit MLP with the trained weights shipped in `data/`, in eval mode."""
+    return load_network(digit_mlp, Path(weights_file) if weights_file else DIGIT_MLP_WEIGHTS, "the digit MLP",
+                        DIGIT_REMEDY)

