@@ -93,7 +93,8 @@ def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained:
     fig, panels = utils.example_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
     for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
         utils.show_image(axes[0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[1], heat[row], f"|dS/dx| for '{utils.shorten(explained[row], 14)}'", bar=False)
+        label = f"|dS/dx| for '{utils.shorten(explained[row], 14)}'"
+        utils.show_heatmap(axes[1], heat[row], label, bar=False)
         utils.show_heatmap(axes[2], heat[row], "over the photo", image=image, bar=False)
     utils.shared_colorbar(fig, [axes[1] for axes in panels], label="|dS/dx|, max over RGB, 1 = 99th pct")
     return fig
@@ -110,7 +111,8 @@ def plot_mnist(demo: utils.Demo, grads: torch.Tensor, predictions, explained: li
     fig, panels = utils.example_grid(len(images), 3, title=f"Vanilla gradient, {demo.network}")
     for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
         utils.show_image(axes[0], image, title_of(name, predictions[row]))
-        utils.show_heatmap(axes[1], magnitude[row], f"|dS/dx| for '{explained[row]}'", outline=image, bar=False)
+        utils.show_heatmap(axes[1], magnitude[row], f"|dS/dx| for '{explained[row]}'", outline=image,
+                           bar=False)
         utils.show_heatmap(axes[2], signed[row], "dS/dx, signed", signed=True, outline=image, bar=False)
     utils.shared_colorbar(fig, [axes[1] for axes in panels], label="|dS/dx|, 1 = 99th pct")
     utils.shared_colorbar(fig, [axes[2] for axes in panels], signed=True,

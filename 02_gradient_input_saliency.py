@@ -116,13 +116,14 @@ def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
     amount = utils.scale_for_display(utils.reduce_channels(attributions, "sum_abs"))
     signed = utils.scale_for_display(utils.reduce_channels(attributions, "sum"), signed=True)
     fig, panels = utils.example_grid(len(images), 4, title=f"Vanilla gradient (lecture 1) against gradient x "
-                                                           f"input, {demo.network}: each photo explained for its class")
+                                     f"input, {demo.network}: each photo explained for its class")
     for row, (axes, image, name) in enumerate(zip(panels, images, demo.names)):
         utils.show_image(axes[0], image, f"{utils.shorten(name, 16)}\n'{utils.shorten(explained[row], 16)}'")
         utils.show_heatmap(axes[1], magnitude[row], "|dS/dx|", bar=False)
         utils.show_heatmap(axes[2], amount[row], "|x * dS/dx|", bar=False)
         utils.show_heatmap(axes[3], signed[row], "x * dS/dx", signed=True, bar=False)
-    utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], label="sum over RGB, 1 = 99th pct")
+    utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)],
+                          label="sum over RGB, 1 = 99th pct")
     utils.shared_colorbar(fig, [axes[3] for axes in panels], signed=True,
                           label="red: raises S, blue: lowers S (1 = 99th pct)")
     return fig
@@ -138,7 +139,8 @@ def plot_mnist(demo: utils.Demo, grads, attributions, explained):
         utils.show_image(axes[0], image, f"{name}, explaining '{explained[row]}'")
         utils.show_heatmap(axes[1], gradient[row], "dS/dx: black pixels matter too", signed=True,
                            outline=image, bar=False)
-        utils.show_heatmap(axes[2], signed[row], "x * dS/dx: black gets 0", signed=True, outline=image, bar=False)
+        utils.show_heatmap(axes[2], signed[row], "x * dS/dx: black gets 0", signed=True, outline=image,
+                           bar=False)
     utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], signed=True,
                           label="red: (this) ink raises S, blue: lowers it; 1 = 99th pct")
     return fig

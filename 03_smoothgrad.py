@@ -151,7 +151,8 @@ def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noi
         paper = "a small grid: the full run shows Smilkov et al.'s Figures 3 and 4"
     fig, axes = utils.figure_grid(len(sample_counts) + 1, len(noise_levels), landscape=True,
                                   title=f"SmoothGrad of '{utils.shorten(explained)}' on '{demo.names[0]}', "
-                                        f"{demo.network}: noise level (columns) by samples n (rows)\n{paper}; "
+                                        f"{demo.network}: noise level (columns) by samples n (rows)\n"
+                                        f"{paper}; "
                                         "s = structure (higher: more regions, less speckle)")
     copies = [demo.display(noisy_copy(demo.x[:1], level, generator))[0] for level in noise_levels]
     outline = demo.display()[0] if demo.track == "mnist" else None  # the digit's edge on every map
@@ -183,7 +184,8 @@ def plot_comparison(demo: utils.Demo, grads, smooth, smooth_sq, explained, n_sam
         utils.show_heatmap(axes[4], np.abs(heats[1][row]), "|SG| over it", image=image, bar=False)
     if demo.track == "mnist":  # signed maps, then magnitudes
         map_bar(fig, demo, [axes[k] for axes in panels for k in (1, 2)], "columns 2, 3: ")
-        utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (3, 4)], label="columns 4, 5: 1 = 99th pct")
+        utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (3, 4)],
+                              label="columns 4, 5: 1 = 99th pct")
     else:  # every map a magnitude on the same scale
         map_bar(fig, demo, [axes[k] for axes in panels for k in (1, 2, 3, 4)])
     return fig
@@ -237,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     noisy = [level for level in levels if level > 0]
     best = max(noisy, key=lambda level: structures[level, most])
     print(f"\nStructure of the grid's maps on {demo.names[0]} with n = {most}: the share of a map's variance "
-          f"left after averaging\nover {block}x{block} tiles (speckle averages away, regions stay), by noise level:")
+          f"left after averaging\nover {block}x{block} tiles (speckle averages away, regions stay), "
+          "by noise level:")
     print("  " + "   ".join(f"{level:.0%}: {structures[level, most]:.2f}" for level in levels))
     inside = PAPER_RANGE[0] <= best <= PAPER_RANGE[1]
     print(f"  Among the noisy maps it is highest at {best:.0%}, "
@@ -247,8 +250,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not inside and best > PAPER_RANGE[1]:
         print(f"  On this input and {demo.network} the noise must be larger before the copies' gradients "
               f"average into regions:\n  try --noise-level {best}.")
-    utils.save_figure(plot_grid(demo, maps, levels, counts, explained[0], generator, structures), args.out_dir,
-                      f"03_noise_grid_{demo.track}.png")
+    grid = plot_grid(demo, maps, levels, counts, explained[0], generator, structures)
+    utils.save_figure(grid, args.out_dir, f"03_noise_grid_{demo.track}.png")
 
     # Vanilla against SmoothGrad and SmoothGrad-Squared, on every example.
     grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)
@@ -274,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         fewer = [name for name, s_vanilla, s_smooth in zip(demo.names, *share) if s_smooth <= s_vanilla]
         if fewer:
             print(f"On {len(fewer)} of {len(demo.names)} photos ({', '.join(fewer)}) SmoothGrad at "
-                  f"{args.noise_level:.0%} noise and n = {n_samples} has no more structure than the gradient: "
+                  f"{args.noise_level:.0%} noise and n = {n_samples} has no more structure than the "
+                  "gradient: "
                   f"for {demo.network}\nthe noisy copies' gradients have not averaged into regions yet. On "
                   f"{demo.names[0]} the grid's noisy maps have the most structure at {best:.0%} (above).")
     utils.save_figure(plot_comparison(demo, grads, smooth, smooth_sq, explained, n_samples, args.noise_level),

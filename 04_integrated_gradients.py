@@ -334,8 +334,9 @@ def plot_baselines(demo: utils.Demo, baselines: dict[str, torch.Tensor],
 
 # marker, line style and a sideways shift (a factor on the step count) for each rule, so that
 # rules with the same error (on the digits, three are exact) do not hide one another
-LINES = {"riemann_left": ("o", "-", 0.94), "riemann_right": ("s", "--", 0.97), "riemann_middle": ("^", "-.", 1.0),
-         "riemann_trapezoid": ("D", "-", 1.03), "gausslegendre": ("x", ":", 1.06)}
+LINES = {"riemann_left": ("o", "-", 0.94), "riemann_right": ("s", "--", 0.97),
+         "riemann_middle": ("^", "-.", 1.0), "riemann_trapezoid": ("D", "-", 1.03),
+         "gausslegendre": ("x", ":", 1.06)}
 
 
 def percent(value: float, _position=None) -> str:
@@ -355,8 +356,8 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
         n = np.array([steps for _, steps in rules], dtype=float)
         e = 100 * torch.stack([errors[rule].abs() for rule in rules]).numpy()  # (counts, N) in %
         marker, style, shift = LINES[method]
-        line, = ax.loglog(n * shift, np.median(e, axis=1), marker=marker, ls=style, lw=2, ms=9, mfc="none", mew=2,
-                          label=method)
+        line, = ax.loglog(n * shift, np.median(e, axis=1), marker=marker, ls=style, lw=2, ms=9, mfc="none",
+                          mew=2, label=method)
         if e.shape[1] > 1 and method in BANDS:
             ax.fill_between(n * shift, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
     rule = "the paper's rule of thumb" if tolerance == TOLERANCE else "--tolerance"
@@ -369,7 +370,8 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
     ax.set_xlabel("path points (model evaluations per example)", fontsize=sizes["label"])
     ax.set_ylabel("|sum IG - (S_c(x) - S_c(x'))| / |S_c(x) - S_c(x')|", fontsize=sizes["label"])
     ax.legend(fontsize=sizes["label"], title="lines: median over the examples\nbands: min to max, for the\n"
-              "trapezoid and Gauss-Legendre\npoints shifted sideways a little\nso that none hides another", title_fontsize=sizes["label"], loc="upper left",
+              "trapezoid and Gauss-Legendre\npoints shifted sideways a little\nso that none hides another",
+              title_fontsize=sizes["label"], loc="upper left",
               bbox_to_anchor=(1.02, 1.0))
     ax.grid(True, which="major", alpha=0.3)
     return fig
@@ -488,7 +490,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     for method in METHODS:
         cells = [f"{n}: {np.median(errors[m, n].abs().numpy()):.1%}" for m, n in rules if m == method]
         print(f"  {method:>18}  " + "  ".join(cells))
-    examples = f"{len(classes)} {'photo' if demo.track == 'imagenet' else 'digit'}{'' if len(classes) == 1 else 's'}"
+    kind = "photo" if demo.track == "imagenet" else "digit"
+    examples = f"{len(classes)} {kind}{'' if len(classes) == 1 else 's'}"
     what = f"{examples}, {demo.network}, black baseline"
     skip_zero = [m for m in METHODS if float(quadrature(m, 2)[0].min()) > 0]  # rules without a node at 0
     if max(float(errors[m, n].abs().max()) for m, n in rules if m in skip_zero) < 1e-4:

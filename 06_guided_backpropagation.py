@@ -206,7 +206,8 @@ def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.T
         utils.show_signed_map(axes[3], guided[row: row + 1], "guided, signed", bar=False)
     utils.shared_colorbar(fig, [axes[k] for axes in panels for k in (1, 2)], label="1 = 99th pct of |map|")
     utils.shared_colorbar(fig, [axes[3] for axes in panels], signed=True,
-                          label=("sum over RGB; " if demo.x.shape[1] > 1 else "") + "red +, blue -, 1 = 99th pct")
+                          label=("sum over RGB; " if demo.x.shape[1] > 1 else "")
+                          + "red +, blue -, 1 = 99th pct")
     return fig
 
 
@@ -223,7 +224,8 @@ def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: 
         for col, c in enumerate(classes, start=1):
             utils.show_heatmap(axes[row, col], heat[col - 1],
                                f"{method} for\n'{utils.shorten(demo.class_name(c))}'", bar=False)
-    utils.shared_colorbar(fig, axes[:, 1:], label=("max over RGB, " if demo.x.shape[1] > 1 else "") + "1 = 99th pct")
+    utils.shared_colorbar(fig, axes[:, 1:],
+                          label=("max over RGB, " if demo.x.shape[1] > 1 else "") + "1 = 99th pct")
     return fig
 
 
@@ -248,8 +250,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
     print(f"\n{demo.network} has {count_rectifiers(demo.model)}. Inside guided_relu() every one is guided: "
-          "the block swaps\nPyTorch's relu and hardtanh functions (which nn.ReLU and nn.ReLU6 call to compute "
-          "their outputs) for the\nguided rule, so ReLUs written as function calls in a forward are guided too.")
+          "the block swaps\nPyTorch's relu and hardtanh functions (which nn.ReLU and nn.ReLU6 call to "
+          "compute their outputs) for the\nguided rule, so ReLUs written as function calls in a forward "
+          "are guided too.")
 
     vanilla = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
     guided = guided_backprop(demo.model, demo.x, target)  # (N, C, H, W)
@@ -263,9 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     worst = max(grid)
     if worst > 20 * 3 / (H * W):
         strided = sum(isinstance(m, nn.Conv2d) and max(m.stride) > 1 for m in demo.model.modules())
-        cause = (f"its {strided} strided convolutions send the backward signal to even and odd pixels unequally"
-                 if strided else "its pooling layers send the backward signal to some pixels of each window only")
-        print(f"Guided backprop puts up to {worst:.1%} of its energy into that pattern: the grid in the figure. "
+        cause = (f"its {strided} strided convolutions send the backward signal to even and odd pixels "
+                 "unequally" if strided else
+                 "its pooling layers send the backward signal to some pixels of each window only")
+        print(f"Guided backprop puts up to {worst:.1%} of its energy into that pattern: the grid in the "
+              "figure. "
               f"In {demo.network}\n{cause}, and with only positive signals kept nothing cancels it "
               "(Odena et al., 2016).")
     else:

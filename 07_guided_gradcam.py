@@ -80,7 +80,8 @@ def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torc
     cam = utils.cam_for_display(L)  # (2, H, W), each map / its max
     for row, (axes, c) in enumerate(zip(grid, classes)):
         zero = "" if L[row].any() else "\n(all zero: no positive evidence)"
-        utils.show_image(axes[0], image, f"{demo.names[index]}, explaining\n'{utils.shorten(demo.class_name(c))}'")
+        name = utils.shorten(demo.class_name(c))
+        utils.show_image(axes[0], image, f"{demo.names[index]}, explaining\n'{name}'")
         utils.show_signed_map(axes[1], GB[row: row + 1], "guided backprop", bar=False)
         utils.show_heatmap(axes[2], cam[row], f"Grad-CAM{zero}", image=image, bar=False)
         utils.show_signed_map(axes[3], GGC[row: row + 1], f"Guided Grad-CAM{zero}", bar=False)
@@ -89,7 +90,8 @@ def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torc
     utils.shared_colorbar(fig, [axes[k] for axes in grid for k in (1, 3)], signed=True,
                           label=f"{'sum over RGB; ' if rgb else ''}red +, blue -, 1 = 99th pct")
     utils.shared_colorbar(fig, [axes[k] for axes in grid for k in (2, 4)],
-                          label="Grad-CAM / its max; |GGC|" + (", max over RGB," if rgb else "") + " 1 = 99th pct")
+                          label="Grad-CAM / its max; |GGC|" + (", max over RGB," if rgb else "")
+                          + " 1 = 99th pct")
     return fig
 
 
@@ -113,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # sharp as that map; guided backprop supplies the detail.
     small = grad_cam(demo.model, demo.x[:1], None, layer, upsample=False)  # (1, 1, h, w)
     print(f"\nGrad-CAM reads {demo.network} at {layer_name}: a {small.shape[-2]}x{small.shape[-1]} map. "
-          "Deeper maps are coarser;\nlecture 5's layer figure measures how much the two classes' maps differ at each depth.")
+          "Deeper maps are coarser;\nlecture 5's layer figure measures how much the two classes' maps "
+          "differ at each depth.")
 
     for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
         classes = utils.contrast_classes(demo, logits, i)
