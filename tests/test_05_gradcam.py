@@ -365,7 +365,7 @@ def test_with_several_images_every_figure_explains_the_first(monkeypatch, tmp_pa
     assert index == 0 and demo.names[0] == first.stem
     assert f"on {first.stem} at four depths" in out
     classes_rows, top3_rows = (args[0] for args in calls["plot_classes"])
-    assert [name for name, _, _ in classes_rows] == [first.stem, second.stem]  # digits: one row each, in order
+    assert [name for name, _, _ in classes_rows] == [first.stem, second.stem]  # digits: a row each, in order
     assert [name for name, _, _ in top3_rows] == [first.stem]
 
 

@@ -300,8 +300,9 @@ def test_checkerboard_share_by_hand():
     # (amplitude 1) (64 / 2)^2 at each of two: a third of the energy is the board's
     assert shares[3] == pytest.approx(1 / 3, abs=1e-6)
     three = torch.rand(1, 3, 8, 8)
-    assert module.checkerboard_share(three)[0] == pytest.approx(module.checkerboard_share(three.sum(1, True))[0])
-    assert math.isnan(module.checkerboard_share(torch.rand(1, 1, 7, 8))[0])  # odd height: no period-2 frequency
+    summed = three.sum(1, True)  # channels are summed first
+    assert module.checkerboard_share(three)[0] == pytest.approx(module.checkerboard_share(summed)[0])
+    assert math.isnan(module.checkerboard_share(torch.rand(1, 1, 7, 8))[0])  # odd height: no period 2
 
 
 def test_target_reaches_the_two_class_figure(monkeypatch, tmp_path, capsys):
