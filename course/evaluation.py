@@ -714,14 +714,16 @@ def guide_markdown(run: Run, rows: list[dict]) -> str:
     verdict = {(r["method"], r["measure"]): r["verdict"] for r in rows}
     methods_here = list(dict.fromkeys(r["method"] for r in rows))
     stable = [m for m in methods_here if verdict.get((m, "max-sensitivity")) == "better"]
-    unstable = [m for m in methods_here if verdict.get((m, "max-sensitivity")) in ("worse", "no difference")]
+    unstable = [m for m in methods_here if verdict.get((m, "max-sensitivity")) == "worse"]
+    like_noise = [m for m in methods_here if verdict.get((m, "max-sensitivity")) == "no difference"]
     medians = {(r["method"], r["measure"]): r["median"] for r in rows}
     ordered = sorted((m for m in methods_here if (m, "max-sensitivity") in medians),
                      key=lambda m: medians[m, "max-sensitivity"])
     lines += ["", "## Stability", "",
               "- Moves less than a redrawn random map under small input noise (max-sensitivity 'better'): "
               + (", ".join(stable) or "none (or untested)") + ".",
-              "- Not shown to move less than it: " + (", ".join(unstable) or "none") + ".",
+              "- Moves more than it ('worse'): " + (", ".join(unstable) or "none") + ".",
+              "- No different from it: " + (", ".join(like_noise) or "none") + ".",
               "- By median max-sensitivity, most stable first: "
               + ", ".join(f"{m} {medians[m, 'max-sensitivity']:.3g}" for m in ordered) + "."]
     seeds = [(m, verdict[m, "seed agreement"], medians[m, "seed agreement"]) for m in methods_here
