@@ -147,7 +147,8 @@ def plot_layers(demo: utils.Demo, index: int, layers: list[str], small: list[tor
         utils.show_heatmap(axes[0, col], utils.cam_for_display(s[:1])[0],
                            f"{utils.layer_label(layer)}: {h}x{w} map", bar=False)
         for row in (1, 2):
-            title = f"'{utils.shorten(names[row - 1], 14)}', upsampled" + (f"\nrank corr. {r:+.2f}" if row == 2 else "")
+            title = f"'{utils.shorten(names[row - 1], 14)}', upsampled"
+            title += f"\nrank corr. {r:+.2f}" if row == 2 else ""
             utils.show_heatmap(axes[row, col], utils.cam_for_display(l[row - 1: row])[0], title,
                                image=image, bar=False)
     utils.shared_colorbar(fig, axes, label="Grad-CAM / its maximum")
@@ -221,10 +222,12 @@ def print_border_cells(demo: utils.Demo, cams: list[torch.Tensor], small: torch.
         where = "an empty border cell" if ring[r, c] and not ink_cells[i, r, c] else \
             ("a border cell with ink" if ring[r, c] else "an inner cell")
         on_ink = float((cam[0, 0] * ink[i]).sum() / cam.sum().clamp_min(1e-12))
-        print(f"  {name}: {on_ink:4.0%} of the upsampled map on the ink (ink: {float(ink[i].float().mean()):.0%} "
+        inked = float(ink[i].float().mean())
+        print(f"  {name}: {on_ink:4.0%} of the upsampled map on the ink (ink: {inked:.0%} "
               f"of the pixels); {empty_border:4.0%} in empty border cells; peak in cell ({r}, {c}), {where}")
     print("  Without biases a cell is non-zero only when ink lies in its receptive field, so an empty cell's "
-          "evidence is\n  about a stroke next to it; bilinear upsampling (align_corners=False) holds a border "
+          "evidence is\n  about a stroke next to it; bilinear upsampling (align_corners=False) holds a "
+          "border "
           "cell's value out to\n  the image's edge, so such a cell shows as a bright strip along the edge, "
           f"off the ink (most here: {demo.names[int(np.argmax(shares))]}, {max(shares):.0%} of its map).")
     return shares
@@ -303,7 +306,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     one = demo.x[:1]  # every figure explains the first image (the first --image)
     pair = classes_to_explain(demo, logits, 0, target)
     stages = STAGES.get(demo.model_name) or utils.conv_layer_names(demo.model)[-4:]
-    pairs = [grad_cam(demo.model, one.expand(2, -1, -1, -1), pair, s, upsample=False) for s in stages]  # (2, 1, h, w)
+    twice = one.expand(2, -1, -1, -1)  # the image once per class
+    pairs = [grad_cam(demo.model, twice, pair, s, upsample=False) for s in stages]  # (2, 1, h, w) each
     # What upsample=True does, done here once so that each layer costs one backward pass.
     larges = [F.interpolate(m, size=(H, W), mode="bilinear", align_corners=False) for m in pairs]
     alike = [utils.rank_correlation(m[0], m[1]) for m in pairs]
@@ -344,9 +348,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if target is not None:
         top3 = [target] + [c for c in top3 if c != target][:2]
     cams = grad_cam(demo.model, demo.x[:1].expand(3, -1, -1, -1), top3, layer).split(1)  # 3 x (1, 1, H, W)
-    panels = [(f"#{int((logits[0] > logits[0, c]).sum()) + 1} '{utils.shorten(demo.class_name(c))}' ({probs[c]:.0%})", cam, images[0])
-              for c, cam in zip(top3, cams)]
-    what = "the top-3 classes" if target is None else f"--target '{demo.class_name(target)}' and the top two others"
+    ranks = [int((logits[0] > logits[0, c]).sum()) + 1 for c in top3]  # 1 = the prediction
+    panels = [(f"#{k} '{utils.shorten(demo.class_name(c))}' ({probs[c]:.0%})", cam, images[0])
+              for k, c, cam in zip(ranks, top3, cams)]
+    what = ("the top-3 classes" if target is None
+            else f"--target '{demo.class_name(target)}' and the top two others")
     utils.save_figure(plot_classes([(demo.names[0], images[0], panels)],
                                    f"Grad-CAM for {what}, {demo.network}"),
                       args.out_dir, f"05_gradcam_top3_{demo.track}.png")
@@ -365,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 side_by_side = np.concatenate(list(digits), axis=1)  # (28, 28 n, 1): every digit explained
                 rows.append((f"digit CNN: {', '.join(map(str, classes))}", side_by_side, panels))
             else:
-                panels = [(f"'{utils.shorten(demo.class_name(c))}', {utils.layer_label(net_layer)}", cams[j: j + 1],
-                           images[0])
+                panels = [(f"'{utils.shorten(demo.class_name(c))}', {utils.layer_label(net_layer)}",
+                           cams[j: j + 1], images[0])
                           for j, c in enumerate(classes)]
                 rows.append((name, images[0], panels))
         if len(rows) > 1:

@@ -138,9 +138,11 @@ def describe_predictions(names: Sequence[str], logits: torch.Tensor, categories:
         theirs = ", ".join(f"'{categories[c]}' #{rank[c]} ({probs[i, c]:.0%})" for c in entry["classes"])
         label = entry["label"].lower()
         if first in entry["classes"]:
-            if any(categories[c].lower() in label or label in categories[c].lower() for c in entry["classes"]):
+            class_names = [categories[c].lower() for c in entry["classes"]]
+            if any(n in label or label in n for n in class_names):
                 continue  # it says what it sees, under that name
-            lines.append(f"{name}: shows a {entry['label']}, which no ImageNet class is named after; the first "
+            lines.append(f"{name}: shows a {entry['label']}, which no ImageNet class is named after; "
+                         "the first "
                          f"guess '{categories[first]}' ({probs[i, first]:.0%}) is one of the classes for it "
                          f"({theirs})")
         else:
