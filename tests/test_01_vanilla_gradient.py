@@ -177,3 +177,31 @@ def test_no_file_points_outside_the_repository_or_reviews_other_code():
         text = path.read_text(errors="ignore")
         found += [f"{relative}: {word!r}" for word in outside + reviews if word.lower() in text.lower()]
     assert not found, "\n".join(found)
+
+
+# --- figures for a 16:9 projector (utils' plotting helpers, first used here) ----------------------
+
+
+def test_screen_figures_are_16_by_9_with_readable_fonts_and_one_bar_per_scale():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = utils.figure_grid(2, 3, title="t", landscape=True)
+    assert tuple(fig.get_size_inches()) == utils.SCREEN and fig._suptitle.get_fontsize() >= 14
+    plt.close(fig)
+    fig, panels = utils.example_grid(5, 3, title="five photos")  # two photos a row: larger panels than one
+    assert [len(p) for p in panels] == [3] * 5 and fig.get_size_inches()[0] == utils.SCREEN[0]
+    width, height = fig.get_size_inches()
+    assert width / height >= 16 / 9 - 1e-9  # landscape, never taller than 16:9
+    assert len({id(ax) for p in panels for ax in p}) == 15 and utils.fonts(fig)["title"] >= 9.5
+    blank = [ax for ax in fig.axes if ax not in [a for p in panels for a in p]]
+    assert len(blank) == 3 and not any(ax.axison for ax in blank)  # the sixth place is left empty
+    heat = np.random.default_rng(0).random((8, 8))
+    for axes in panels:
+        utils.show_heatmap(axes[1], heat, "no bar of its own", bar=False)
+    assert len(fig.axes) == 18  # no colour bar yet
+    bar = utils.shared_colorbar(fig, [axes[1] for axes in panels], label="1 = 99th pct")
+    assert len(fig.axes) == 19 and not bar.ax.get_ylabel().startswith("/")
+    assert utils.show_heatmap(panels[0][2], heat, "the old call form") is not None  # still draws its own bar
+    assert len(fig.axes) == 20
+    plt.close(fig)
