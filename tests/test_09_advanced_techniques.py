@@ -477,7 +477,7 @@ def test_the_attack_moves_the_gradient_map_of_the_digit_cnn():
     model = utils.load_mnist_cnn()
     x, _, _ = utils.load_digits(20)
     k = 78
-    x_adv = L9.saliency_attack(model, x, k=k, epsilon=0.1, steps=30)
+    x_adv = L9.saliency_attack(model, x, k=k, epsilon=0.1, steps=10)
     x_random = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).sign()
     gradient = lecture("01_vanilla_gradient_saliency").vanilla_gradient
     with torch.no_grad():
