@@ -72,9 +72,10 @@ LITERATURE = {
     "integrated gradients": ("completeness: attributions add up to the output change", "infidelity",
                              "better"),
     "Grad-CAM": ("class-discriminative localisation", "pointing game", "better"),
-    "guided backprop": ("sharp edges, but fails the sanity check", "randomisation, abs. rank corr.", "worse"),
+    "guided backprop": ("sharp edges, but fails the sanity check", "abs. rank corr. after randomisation",
+                        "worse"),
     "guided Grad-CAM": ("sharp, but inherits guided backprop's sanity failure",
-                        "randomisation, abs. rank corr.",
+                        "abs. rank corr. after randomisation",
                         "worse"),
     "LIME": ("any model; a surrogate that changes with the samples", "seed agreement", "no difference"),
     "SHAP": ("additive, sums to v(1) - v(0)", "infidelity", "better"),
@@ -499,7 +500,7 @@ def measure_stability(run: Run, maps: dict) -> None:
         low = torch.rand(x.shape[0], 1, lecture.GRID, lecture.GRID, generator=redraw).to(x.device)
         return F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
-    record(run, "chance: random map, redrawn", "max-sensitivity", lecture.max_sensitivity(
+    record(run, "chance: random map redrawn", "max-sensitivity", lecture.max_sensitivity(
         random_method, run.model, run.x[:rows], run.classes[:rows], radius, s["draws"], batch,
         torch.Generator().manual_seed(seed)).float())
     record(run, "chance: zero map", "infidelity", lecture.infidelity(
@@ -520,7 +521,7 @@ def measure_stability(run: Run, maps: dict) -> None:
           f"draws, {rows} inputs; low is stable),\n  infidelity with N(0, 0.1^2) nudges ({s['infidelity']} "
           "draws; low is faithful), and the rank correlation of two seeds (high is stable)")
     print(f"  {'':>22}  {'max-sensitivity':>14}{'infidelity':>16}{'seed agreement':>16}")
-    for name in [*maps, "chance: random map, redrawn", "chance: zero map", "chance: two random maps"]:
+    for name in [*maps, "chance: random map redrawn", "chance: zero map", "chance: two random maps"]:
         print(f"  {name.removeprefix('chance: '):>22}: " + "  ".join(
             table.get((name, k), " " * 14) for k in ("max-sensitivity", "infidelity", "seed agreement")))
     print("  Chance lines: a random map redrawn at every call (it moves as much as a map can), the zero map\n"
@@ -555,9 +556,9 @@ def measure_sanity(run: Run) -> dict:
             on_used[name] = [utils.rank_correlation(heat[name][i][used[i]], m[i][used[i]])
                              if used[i].sum() > 1 else math.nan for i in range(count)]
     for name in runs:
-        record(run, name, "randomisation, abs. rank corr.", [abs(r) for r in last[name]])
+        record(run, name, "abs. rank corr. after randomisation", [abs(r) for r in last[name]])
     a, b = smooth_random_maps(run, run.args.seed + 5), smooth_random_maps(run, run.args.seed + 6)
-    record(run, "chance: two random maps", "randomisation, abs. rank corr.",
+    record(run, "chance: two random maps", "abs. rank corr. after randomisation",
            [abs(utils.rank_correlation(a[i], b[i])) for i in range(count)])
     labels = [label for label, _ in stages]
     print(f"\nSanity check on {count} input(s): Spearman rank correlation with the original map as the "
@@ -614,10 +615,10 @@ MEASURES = {  # measure -> (direction, its chance line; None: the run decides)
     "relevance mass": ("higher", "chance: mask area"),
     "relevance rank": ("higher", "chance: mask area"),
     "human agreement (CC)": ("higher", "chance: smooth random map"),
-    "max-sensitivity": ("lower", "chance: random map, redrawn"),
+    "max-sensitivity": ("lower", "chance: random map redrawn"),
     "infidelity": ("lower", "chance: zero map"),
     "seed agreement": ("higher", "chance: two random maps"),
-    "randomisation, abs. rank corr.": ("lower", "chance: two random maps"),
+    "abs. rank corr. after randomisation": ("lower", "chance: two random maps"),
 }
 
 
@@ -731,7 +732,7 @@ def guide_markdown(run: Run, rows: list[dict]) -> str:
     if seeds:
         lines.append("- Two seeds (rank correlation, against two random maps): "
                      + "; ".join(f"{m} {v} (median {med:.2f})" for m, v, med in seeds) + ".")
-    fails = [m for m in methods_here if verdict.get((m, "randomisation, abs. rank corr.")) == "worse"]
+    fails = [m for m in methods_here if verdict.get((m, "abs. rank corr. after randomisation")) == "worse"]
     lines += ["", "## Sanity check", "",
               "- Still correlated with the original map when every layer is random ('worse' than two random "
               "maps): " + (", ".join(fails) or "none (or untested)") + "."]
