@@ -39,7 +39,7 @@ ROOT = EXERCISES.parent
 RUNNER = Path(__file__).resolve().parent / "runner.py"
 OUTPUT_CAP = 4_000_000  # bytes of stdout + stderr the student's code may write before it is stopped
 SHOWN_LINES = 10  # of each of stdout and stderr, on the grader's stderr
-TIME_LIMIT = 300.0  # seconds of the child's work per exercise (the command line's --time-limit)
+TIME_LIMIT = 600.0  # seconds of the child's work per exercise (the command line's --time-limit)
 
 
 # %% Failures and how they read --------------------------------------------------------------------
