@@ -53,7 +53,8 @@ EPSILON = 0.25  # the LRP-eps panel's stabiliser, in logit units (the method's d
 GAMMA = 0.25  # Montavon et al. use gamma around 0.25 in lower layers
 TINY_EPSILON = 1e-9  # "no epsilon": LRP-0
 HEAD_FUSION, DISCARD_RATIO = "max", 0.9  # jacobgil/vit-explain's example settings; the paper: mean, 0
-ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8
+ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8  # digits; each step is a second derivative of the network
+PHOTO_ATTACK_STEPS = 8  # EfficientNet-Lite0 at 224 x 224: steps of epsilon / 4 reach the box's corners in 4
 ATTACK_BETA = 10.0  # softplus sharpness during the attack: Dombrowski et al. use beta around 10
 ATTACK_SHARE = 0.10  # k = 10% of the pixels, the top-k set the attack pushes out
 EPSILON_DIGITS, EPSILON_PHOTOS = 0.1, 2 * 8 / 255  # the photos' inputs span [-1, 1]: 8/255 of a [0, 1] image
@@ -423,7 +424,8 @@ def run_lrp(args, on: utils.Demo, target) -> torch.Tensor:
     maps = {"gradient x input (lecture 2)": gxi.gradient_x_input(model, x, classes),
             f"LRP-0 (eps = {TINY_EPSILON:g})": lrp(model, x, classes, epsilon=TINY_EPSILON),
             f"LRP-eps (eps = {args.epsilon:g})": lrp(model, x, classes, epsilon=args.epsilon),
-            f"LRP-gamma (gamma = {args.gamma:g})": lrp(model, x, classes, rule="gamma", gamma=args.gamma)}
+            f"LRP-gamma (gamma = {args.gamma:g}, eps = {args.epsilon:g})":  # eps: many small z' when deep
+                lrp(model, x, classes, rule="gamma", epsilon=args.epsilon, gamma=args.gamma)}
     trace: list = []
     R = lrp(model, x[:1], classes[:1], epsilon=args.epsilon, trace=trace)
     with torch.no_grad():
@@ -473,7 +475,7 @@ def run_deeplift(args, on: utils.Demo, classes: torch.Tensor | None = None) -> N
 def run_attack(args, on: utils.Demo, epsilon: float) -> None:
     model, x = on.model, on.x
     k = round(ATTACK_SHARE * x.shape[-2] * x.shape[-1])
-    steps = QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
+    steps = PHOTO_ATTACK_STEPS if on.track == "imagenet" else QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
     x_adv = saliency_attack(model, x, k=k, epsilon=epsilon, steps=steps, beta=ATTACK_BETA)
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(args.seed)).to(x)
     x_random = x + epsilon * noise.sign()  # the same size of change, in random directions

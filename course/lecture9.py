@@ -119,6 +119,19 @@ def print_relations(model: nn.Module, x: torch.Tensor, maps: dict[str, torch.Ten
           "  BatchNorm shift before the last layer), and IG from 0 is when the network is positively homogeneous\n"
           f"  (the same condition). This network: ReLU6 units {'yes' if has_relu6 else 'no'}; hidden biases or "
           f"BatchNorm {'yes' if hidden_shift else 'no'}.")
+    clamps = []
+    handles = [m.register_forward_hook(lambda m, a, out: clamps.append(int((a[0] > 6).sum())))
+               for m in model.modules() if isinstance(m, nn.ReLU6)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if has_relu6:
+        print(f"    ReLU6 units clamped at 6 on this batch: {sum(clamps)}" + (
+            "; the gradient is 0 there, but LRP hands relevance through them (a ReLU, then a clamp), "
+            "so there LRP-0 and gradient x input must part" if sum(clamps) else ""))
     reference = maps["gradient x input"]
     scale = float(reference.abs().max())
     for name in ("LRP-0", "DeepLIFT (zero baseline)", "IG (zero baseline)"):
