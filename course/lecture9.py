@@ -40,7 +40,8 @@ def lrp_demo(demo: utils.Demo, reason: str | None, count: int) -> utils.Demo:
         return digit_demo(demo, utils.load_mnist_cnn(), count)
     if reason is None:
         return demo
-    print(f"LRP cannot explain {demo.model_name}: {reason}. LRP, DeepLIFT and the attack explain the digit CNN.")
+    print(f"LRP cannot explain {demo.model_name}: {reason}. LRP, DeepLIFT and the attack explain the "
+          "digit CNN.")
     return digit_demo(demo, utils.load_mnist_cnn(), count)
 
 
@@ -93,7 +94,8 @@ def print_conservation(network: str, trace: list, total: float, logit: float, ep
         row["bias"] += bias
         row["eps"] += out - given - bias
         row["worst"] = max(row["worst"], abs(out - given) / max(abs(out), 1e-12))
-    print(f"  {'layers':>22} {'how many':>8} {'biases take':>12} {'eps takes':>10} {'largest |out - in| / |out|':>27}")
+    print(f"  {'layers':>22} {'how many':>8} {'biases take':>12} {'eps takes':>10} "
+          f"{'largest |out - in| / |out|':>27}")
     for kind, row in kinds.items():
         print(f"  {kind:>22} {row['layers']:8d} {row['bias']:12.4f} {row['eps']:10.4f} {row['worst']:27.2e}")
     taken = sum(r["bias"] + r["eps"] for r in kinds.values())
@@ -112,7 +114,7 @@ def print_relations(model: nn.Module, x: torch.Tensor, maps: dict[str, torch.Ten
     """Ancona et al.'s (2018) equalities, checked on this network, and where the maps part."""
     has_relu6 = any(isinstance(m, nn.ReLU6) for m in model.modules())
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d))]
-    hidden_shift = any(isinstance(m, nn.BatchNorm2d) or getattr(m, "bias", None) is not None and bool(m.bias.any())
+    hidden_shift = any(isinstance(m, nn.BatchNorm2d) or (m.bias is not None and bool(m.bias.any()))
                        for m in layers[:-1])
     print("  Ancona et al. (2018): through ReLUs and max pooling, LRP-0 is exactly gradient x input (biases or not);\n"
           "  DeepLIFT-rescale from a zero baseline is too when every hidden unit is 0 at the zero input (no bias or\n"
@@ -202,12 +204,14 @@ def plot_attack(on, model, x, x_adv, maps, epsilon, k, rows: int = 3):
 
 def plot_vit(images: np.ndarray, titles: list[str], columns: list[tuple[str, torch.Tensor]], network: str):
     """Per example: the input, then each patch-grid map upsampled over it (each / its maximum)."""
-    fig, panels = utils.example_grid(len(images), 1 + len(columns), title=f"Where a Vision Transformer looks, {network}")
+    fig, panels = utils.example_grid(len(images), 1 + len(columns),
+                                     title=f"Where a Vision Transformer looks, {network}")
     size = images.shape[1:3]
     for i, axes in enumerate(panels):
         utils.show_image(axes[0], images[i], titles[i])
         for ax, (label, maps) in zip(axes[1:], columns):
-            big = F.interpolate(maps[i: i + 1, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+            big = F.interpolate(maps[i: i + 1, None].float(), size=size, mode="bilinear",
+                                align_corners=False)[0, 0]
             heat = utils.scale_for_display(big.cpu().numpy()[None], percentile=100.0)[0]
             utils.show_heatmap(ax, heat, label + ("\n(all zero)" if not heat.any() else ""), image=images[i],
                                label="/ max")
@@ -258,7 +262,8 @@ def wine_table(seed: int) -> Table | None:
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     train, test = order[: len(x) * 2 // 3], order[len(x) * 2 // 3:]
     x = (x - x[train].mean(0)) / x[train].std(0)  # 0 now means "the average wine": the baseline
-    names = [n.replace("od280/od315_of_diluted_wines", "OD280/OD315").replace("_", " ") for n in data.feature_names]
+    names = [n.replace("od280/od315_of_diluted_wines", "OD280/OD315").replace("_", " ")
+             for n in data.feature_names]
     return Table(x[train], y[train], x[test], y[test], names, [f"cultivar {c}" for c in range(3)])
 
 
@@ -407,7 +412,8 @@ def plot_bars(features: list[str], panels, title: str):
     """Horizontal grouped bars, one group per feature, one panel per model."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(16, 9), sharey=True, layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 9), sharey=True, layout="constrained",
+                             squeeze=False)
     fig.suptitle(title, fontsize=14)
     rows = np.arange(len(features))
     for ax, (panel_title, bars) in zip(axes[0], panels):

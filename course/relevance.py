@@ -37,7 +37,8 @@ def why_lrp_refuses(model: nn.Module) -> str | None:
                     "(queries by keys), which no rule here divides; transformers need rules of their own")
         if type(m).__name__ == "MBConvBlock" and m.has_se:
             return f"layer {name} has squeeze-and-excitation, a product of two activations"
-    inside_conv = {id(c) for m in model.modules() if isinstance(m, nn.Conv2d) for c in m.modules() if c is not m}
+    inside_conv = {id(c) for m in model.modules() if isinstance(m, nn.Conv2d)
+                   for c in m.modules() if c is not m}
     for name, m in modules:  # a Conv2d is one unit, even with a padding module inside (TensorFlow's "same")
         own = [p for p, _ in m.named_parameters(recurse=False)]
         if id(m) in inside_conv or isinstance(m, UNITS) or (not own and list(m.children())):
@@ -49,7 +50,7 @@ def why_lrp_refuses(model: nn.Module) -> str | None:
 
 
 def merged(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W', b') of conv followed by bn: W' = W gamma / sqrt(var + eps), b' = (b - mean) gamma / sqrt(...) + beta."""
+    """(W', b') of conv then bn: W' = W gamma / sqrt(var + eps), b' = (b - mean) gamma / sqrt(...) + beta."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
     b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     return conv.weight * scale.view(-1, 1, 1, 1), (b - bn.running_mean) * scale + bn.bias
