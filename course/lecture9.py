@@ -162,8 +162,8 @@ def print_attack(on, model, x, x_adv, x_random, epsilon, k, steps, overlaps) -> 
     ranked = sorted(overlaps.items(), key=lambda item: -item[1][0])
     print("  the same inputs through other methods (overlap under the attack / under random signs): "
           + "; ".join(f"{name} {a:.2f} / {r:.2f}" for name, (a, r) in ranked))
-    print(f"  Most stable under this attack: {ranked[0][0]}. The attack aims at the gradient's map; averaging over "
-          "noise or a path changes which pixels a small change can reach.")
+    print(f"  Most stable under this attack: {ranked[0][0]}. The attack was aimed at the gradient's map alone; "
+          "these overlaps show how much of it carries over to the methods that average gradients.")
 
 
 # %% Figures --------------------------------------------------------------------------------------
