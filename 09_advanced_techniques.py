@@ -24,7 +24,8 @@ et al., ICLR 2018, https://arxiv.org/abs/1711.06104; Abnar and Zuidema, ACL 2020
 https://arxiv.org/abs/2005.00928; Ghorbani et al., AAAI 2019, https://arxiv.org/abs/1710.10547;
 Dombrowski et al., NeurIPS 2019, https://arxiv.org/abs/1906.07983; Heo et al., NeurIPS 2019.
 
-Run:          python 09_advanced_techniques.py --model efficientnet_lite0   (offline, minutes)
+Run:          python 09_advanced_techniques.py --model efficientnet_lite0   (offline; the attack's
+              second derivatives on the photos take most of the time)
 In seconds:   python 09_advanced_techniques.py --quick
 Digits:       python 09_advanced_techniques.py --model mnist   (the digit CNN and the digit ViT)
 """
