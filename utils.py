@@ -111,63 +111,6 @@ def top_k(logits: torch.Tensor, categories: Sequence[str], k: int = 5) -> list[l
     return [[(categories[i], float(p)) for p, i in zip(vs, ix)] for vs, ix in zip(values, indices)]
 
 
-def describe_predictions(names: Sequence[str], logits: torch.Tensor, categories: Sequence[str],
-                         target: int | None = None) -> list[str]:
-    """One line per photo of data/ground_truth.json whose first guess is not what it shows, or
-    is one of its classes under another name, e.g. "astronaut: shows a helmet; ...".
-
-    The lectures explain the predicted class: a student should know when that is not the
-    object they see (ImageNet has no class 'astronaut', so the network guesses 'bobsled').
-    """
-    import json
-
-    path = DATA_DIR / "ground_truth.json"
-    if not path.is_file() or len(categories) != 1000:
-        return []
-    objects = {}
-    for entry in json.loads(path.read_text())["objects"]:
-        objects.setdefault(Path(entry["image"]).stem, entry)  # the first entry: the composite's cat
-    lines = []
-    probs = logits.detach().float().softmax(1).cpu()
-    for i, name in enumerate(names):
-        entry = objects.get(name)
-        if entry is None or name == Path(COMPOSITE).stem:
-            continue
-        first = int(probs[i].argmax())
-        rank = {c: int((probs[i] > probs[i, c]).sum()) + 1 for c in entry["classes"]}
-        theirs = ", ".join(f"'{categories[c]}' #{rank[c]} ({probs[i, c]:.0%})" for c in entry["classes"])
-        label = entry["label"].lower()
-        if first in entry["classes"]:
-            class_names = [categories[c].lower() for c in entry["classes"]]
-            if any(n in label or label in n for n in class_names):
-                continue  # it says what it sees, under that name
-            lines.append(f"{name}: shows a {entry['label']}, which no ImageNet class is named after; "
-                         "the first "
-                         f"guess '{categories[first]}' ({probs[i, first]:.0%}) is one of the classes for it "
-                         f"({theirs})")
-        else:
-            best = min(entry["classes"], key=rank.get)
-            explained = "and that is the class explained; " if target is None else ""
-            lines.append(f"{name}: shows a {entry['label']} ({theirs}), but the first guess is "
-                         f"'{categories[first]}' ({probs[i, first]:.0%}), {explained}"
-                         f"--target '{categories[best]}' explains the {entry['label']}")
-    return lines
-
-
-def print_what_photos_show(demo, target: int | None = None, logits: torch.Tensor | None = None) -> None:
-    """describe_predictions for a demo's batch, under a heading; nothing when every guess is what it shows."""
-    if demo.track != "imagenet":
-        return
-    if logits is None:
-        with torch.no_grad():
-            logits = demo.model(demo.x)  # (N, K)
-    lines = describe_predictions(demo.names, logits, demo.categories, target)
-    if lines:
-        print(f"\nWhat {demo.network} makes of the photos (data/ground_truth.json says what they show):")
-        for line in lines:
-            print(f"  {line}")
-
-
 def shorten(text: str, length: int = 22) -> str:
     """`text` cut to `length` characters with an ellipsis, for panel titles ("American Staffordshire terrier")."""
     return text if len(text) <= length else text[:length - 1].rstrip() + "…"
@@ -760,6 +703,7 @@ def map_similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 from course.cli import (WeightsUnavailable, OneLineParser, check_out_dir, command_line,  # noqa: E402,F401
                         float_in_range, int_in_range, make_parser, pick_device)
 from course.demo import (CAM_INPUT_SIZE, CAM_LAYERS, CAT_CLASSES, ESPRESSO, Demo,  # noqa: E402,F401
+                         describe_predictions, print_what_photos_show,
                          add_layer_flag, check_cam_layer, contrast_classes, demo_layer, demo_target, digit_tensor,
                          layer_output_shape, load_digits, parse_target, requested_model, setup_demo)
 from course.images import IMAGE_SUFFIXES, MAX_ASPECT, find_images, load_images, open_image  # noqa: E402,F401

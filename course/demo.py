@@ -7,6 +7,7 @@ EfficientNet-Lite0 (weights inside its package) or on the digit CNN shipped in d
 from __future__ import annotations
 
 import argparse
+import json
 import difflib
 import sys
 from dataclasses import dataclass
@@ -288,3 +289,58 @@ def demo_layer(args: argparse.Namespace, demo: Demo) -> str | None:
               f"{demo.model_name} uses its own default layer")
         return CAM_LAYERS.get(demo.model_name)
     return args.layer if args.layer is not None else CAM_LAYERS.get(demo.model_name)
+
+
+def describe_predictions(names: Sequence[str], logits: torch.Tensor, categories: Sequence[str],
+                         target: int | None = None) -> list[str]:
+    """One line per photo of data/ground_truth.json whose first guess is not what it shows, or
+    is one of its classes under another name, e.g. "astronaut: shows a helmet; ...".
+
+    The lectures explain the predicted class: a student should know when that is not the
+    object they see (ImageNet has no class 'astronaut', so the network guesses 'bobsled').
+    """
+    path = DATA_DIR / "ground_truth.json"
+    if not path.is_file() or len(categories) != 1000:
+        return []
+    objects = {}
+    for entry in json.loads(path.read_text())["objects"]:
+        objects.setdefault(Path(entry["image"]).stem, entry)  # the first entry: the composite's cat
+    lines = []
+    probs = logits.detach().float().softmax(1).cpu()
+    for i, name in enumerate(names):
+        entry = objects.get(name)
+        if entry is None or name == Path(COMPOSITE).stem:
+            continue
+        first = int(probs[i].argmax())
+        rank = {c: int((probs[i] > probs[i, c]).sum()) + 1 for c in entry["classes"]}
+        theirs = ", ".join(f"'{categories[c]}' #{rank[c]} ({probs[i, c]:.0%})" for c in entry["classes"])
+        label = entry["label"].lower()
+        if first in entry["classes"]:
+            class_names = [categories[c].lower() for c in entry["classes"]]
+            if any(n in label or label in n for n in class_names):
+                continue  # it says what it sees, under that name
+            lines.append(f"{name}: shows a {entry['label']}, which no ImageNet class is named after; "
+                         "the first "
+                         f"guess '{categories[first]}' ({probs[i, first]:.0%}) is one of the classes for it "
+                         f"({theirs})")
+        else:
+            best = min(entry["classes"], key=rank.get)
+            explained = "and that is the class explained; " if target is None else ""
+            lines.append(f"{name}: shows a {entry['label']} ({theirs}), but the first guess is "
+                         f"'{categories[first]}' ({probs[i, first]:.0%}), {explained}"
+                         f"--target '{categories[best]}' explains the {entry['label']}")
+    return lines
+
+
+def print_what_photos_show(demo, target: int | None = None, logits: torch.Tensor | None = None) -> None:
+    """describe_predictions for a demo's batch, under a heading; nothing when every guess is what it shows."""
+    if demo.track != "imagenet":
+        return
+    if logits is None:
+        with torch.no_grad():
+            logits = demo.model(demo.x)  # (N, K)
+    lines = describe_predictions(demo.names, logits, demo.categories, target)
+    if lines:
+        print(f"\nWhat {demo.network} makes of the photos (data/ground_truth.json says what they show):")
+        for line in lines:
+            print(f"  {line}")
