@@ -425,7 +425,7 @@ def run_lrp(args, on: utils.Demo, target) -> torch.Tensor:
     maps = {"gradient x input (lecture 2)": gxi.gradient_x_input(model, x, classes),
             f"LRP-0 (eps = {TINY_EPSILON:g})": lrp(model, x, classes, epsilon=TINY_EPSILON),
             f"LRP-eps (eps = {args.epsilon:g})": lrp(model, x, classes, epsilon=args.epsilon),
-            f"LRP-gamma (gamma = {args.gamma:g}, eps = {args.epsilon:g})":  # eps: many small z' when deep
+            f"LRP-gamma (gamma = {args.gamma:g})":  # with eps = --epsilon too: many small z' when deep
                 lrp(model, x, classes, rule="gamma", epsilon=args.epsilon, gamma=args.gamma)}
     trace: list = []
     R = lrp(model, x[:1], classes[:1], epsilon=args.epsilon, trace=trace)

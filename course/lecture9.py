@@ -176,6 +176,8 @@ def plot_maps(images: np.ndarray, titles: list[str], maps: dict[str, torch.Tenso
         utils.show_image(axes[0], image, name)
         for ax, (label, m) in zip(axes[1:], maps.items()):
             utils.show_signed_map(ax, m[i: i + 1], label, bar=False)
+    maps_axes = [ax for axes in panels for ax in axes[1:]]
+    utils.shared_colorbar(fig, maps_axes, signed=True, label="sum over channels / 99th pct of |value|")
     return fig
 
 
