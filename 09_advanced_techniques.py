@@ -452,18 +452,24 @@ def run_deeplift(args, on: utils.Demo, classes: torch.Tensor | None = None) -> N
     model, x = on.model, on.x
     with torch.no_grad():
         classes = utils.resolve_target(model(x), classes)  # (N,) the prediction when None
-    baselines = torch.cat([torch.zeros_like(x[:1]), x])  # DeepSHAP's background: zero and the batch
+    # DeepSHAP's background: three plain images (the batch's darkest value, the midpoint, its brightest).
+    # Other photos as background would imprint their own edges on every map, through x - x'.
+    low, high = float(x.min()), float(x.max())
+    baselines = torch.stack([torch.full_like(x[0], v) for v in (low, (low + high) / 2, high)])  # (3, C, H, W)
     maps = {"gradient x input": gxi.gradient_x_input(model, x, classes),  # IG: no node at 0 (lecture 4)
-            "IG (zero baseline)": ig.integrated_gradients(model, x, classes, 0.0, 64, "riemann_middle"),
-            "DeepLIFT (zero baseline)": deeplift(model, x, classes),
-            f"DeepSHAP ({len(baselines)} baselines)": deep_shap(model, x, baselines, classes),
+            "IG (zero)": ig.integrated_gradients(model, x, classes, 0.0, 64, "riemann_middle"),
+            "DeepLIFT (zero)": deeplift(model, x, classes),
+            f"DeepSHAP ({len(baselines)} plain)": deep_shap(model, x, baselines, classes),
             "LRP-0": lrp(model, x, classes, epsilon=TINY_EPSILON),
             f"LRP-eps (eps = {args.epsilon:g})": lrp(model, x, classes, epsilon=args.epsilon)}
     with torch.no_grad():
         f_x, f_0 = (model(v).gather(1, classes[:, None])[:, 0] for v in (x, torch.zeros_like(x)))
-    gap = float((maps["DeepLIFT (zero baseline)"].flatten(1).sum(1) - (f_x - f_0)).abs().max())
+    gap = float((maps["DeepLIFT (zero)"].flatten(1).sum(1) - (f_x - f_0)).abs().max())
     print(f"\nDeepLIFT on {on.model_name}: sum C - (f_c(x) - f_c(0)) is at most {gap:.1e} over the batch "
           "(completeness)")
+    print(f"  DeepSHAP explains x against {len(baselines)} plain images (values {low:.2g}, {(low + high) / 2:.2g}, "
+          f"{high:.2g}): wherever x differs from them, even on a plain background, x - x' is not 0, so "
+          "relevance can land there; against the zero image alone it is DeepLIFT's map.")
     show.print_relations(model, x, maps)
     titles = [f"{n}\nclass '{utils.shorten(on.class_name(int(c)))}'" for n, c in zip(on.names, classes)]
     figure = show.plot_maps(on.display(), titles, maps, f"DeepLIFT beside its relatives, {on.model_name}")

@@ -136,13 +136,13 @@ def print_relations(model: nn.Module, x: torch.Tensor, maps: dict[str, torch.Ten
             "so there LRP-0 and gradient x input must part" if sum(clamps) else ""))
     reference = maps["gradient x input"]
     scale = float(reference.abs().max())
-    for name in ("LRP-0", "DeepLIFT (zero baseline)", "IG (zero baseline)"):
+    for name in ("LRP-0", "DeepLIFT (zero)", "IG (zero)"):
         gap = float((maps[name] - reference).abs().max()) / scale
         print(f"    {name:>25} - gradient x input: {gap:.1e} of the map's largest value: "
               f"{'equal (float32)' if gap < SAME else 'they differ'}")
-    dl = maps["DeepLIFT (zero baseline)"]
+    dl = maps["DeepLIFT (zero)"]
     pairs = ", ".join(f"{name} {np.mean([utils.rank_correlation(dl[i], m[i]) for i in range(len(dl))]):.2f}"
-                      for name, m in maps.items() if name != "DeepLIFT (zero baseline)")
+                      for name, m in maps.items() if name != "DeepLIFT (zero)")
     print(f"    rank correlation with DeepLIFT's map, mean over the batch: {pairs}")
 
 
@@ -197,7 +197,7 @@ def plot_attack(on, model, x, x_adv, maps, epsilon, k, rows: int = 3):
         utils.show_image(axes[0], images[i], f"x: p('{name}') = {float(p[i, c]):.2f}")
         utils.show_image(axes[1], adv[i], f"x_adv: p = {float(p_adv[i, c]):.2f}\nclass '{name}'"
                          if int(p_adv[i].argmax()) == c else "x_adv: CLASS CHANGED")
-        utils.show_heatmap(axes[2], change[i], "|x_adv - x| / epsilon", label="/ epsilon")
+        utils.show_heatmap(axes[2], change[i], "|x_adv - x| / epsilon", label="fraction of epsilon")
         for ax, m, label in ((axes[3], maps[0], "|dS/dx| at x"), (axes[4], maps[1], "|dS/dx| at x_adv")):
             heat = m[i].abs().amax(0).cpu().numpy()
             utils.show_heatmap(ax, utils.scale_for_display(heat[None])[0], label, image=images[i])
