@@ -530,10 +530,10 @@ def run_vit(args, demo: utils.Demo, target) -> None:
           "reaches the head from there.")
     last = maps[-1].mean(1)[:, 0, 1:].reshape(-1, side, side)  # (N, h, w) the class token's row
     titles = [f"{n}\nclass '{utils.shorten(on.class_name(int(c)))}'" for n, c in zip(on.names, classes)]
-    columns = [("last block's attention\n(class token, mean of heads)", last),
-               ("rollout (mean, no discard)", plain),
-               (f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})", tuned),
-               ("Grad-CAM on tokens\n(next-to-last block)", grad_cam[:, 0])]
+    columns = [("last block:\nclass token", last),  # its attention row, mean of the heads
+               ("rollout\n(mean)", plain),
+               (f"rollout\n({args.head_fusion}, {args.discard_ratio:g})", tuned),  # fusion, discard ratio
+               ("Grad-CAM\non tokens", grad_cam[:, 0])]  # the next-to-last block's tokens
     utils.save_figure(show.plot_vit(on.display(), titles, columns, on.model_name), args.out_dir,
                       f"09_vit_{on.track}.png")
 

@@ -216,7 +216,9 @@ def plot_vit(images: np.ndarray, titles: list[str], columns: list[tuple[str, tor
                                 align_corners=False)[0, 0]
             heat = utils.scale_for_display(big.cpu().numpy()[None], percentile=100.0)[0]
             utils.show_heatmap(ax, heat, label + ("\n(all zero)" if not heat.any() else ""), image=images[i],
-                               label="/ max")
+                               bar=False)
+    utils.shared_colorbar(fig, [ax for axes in panels for ax in axes[1:]], image=True,
+                          label="each map / its maximum (opacity = strength)")
     return fig
 
 
