@@ -369,7 +369,7 @@ class Student:
         if self.process is not None:
             try:
                 self.requests.write(_pack(("quit",)))
-                self.requests.flush()
+                self.requests.close()  # end of file for the child, should it ignore the message
             except OSError:
                 pass
             try:

@@ -105,6 +105,8 @@ def main() -> None:
         except EOFError:
             return
         kind = request[0]
+        if kind == "quit":
+            return
         try:
             if kind == "load":
                 spec = importlib.util.spec_from_file_location(f"graded_{path.stem}", path)
