@@ -28,25 +28,27 @@ def _raises_value_error(call: Callable[[], object]) -> bool:
 
 
 def observe(method: Callable, model: nn.Module, x: torch.Tensor, *args, **kwargs) -> dict:
-    """Call `method(model, x, *args, **kwargs)` three ways; report what changed for the caller.
+    """Call `method(model, x, *args, **kwargs)` three ways; report the state it left, unjudged.
 
-    Keys: keeps_requires_grad, stays_training, under_no_grad (the output), inputs_unchanged,
-    no_parameter_grad, hooks_left. The exercises' grader runs this beside the student's code
-    and judges the report in its own process.
+    Keys: requires_grad_after and grad_after (of a copy of x that required grad),
+    training_after (of the model, put in training mode before the call), under_no_grad (the
+    output under torch.no_grad()), inputs_after (x itself, after the three calls),
+    parameter_grads (names of parameters with a .grad), hooks_left. The exercises' grader
+    runs this beside the student's code and judges the report against its own copies of
+    x and the model (harness.side_effect_check), so no verdict is made here.
     """
     facts = {}
-    before = x.clone()
     x_grad = x.clone().requires_grad_(True)
     method(model, x_grad, *args, **kwargs)
-    facts["keeps_requires_grad"] = bool(x_grad.requires_grad and x_grad.grad is None)
+    facts["requires_grad_after"], facts["grad_after"] = bool(x_grad.requires_grad), x_grad.grad
     model.train()
     method(model, x, *args, **kwargs)
-    facts["stays_training"] = bool(model.training)
+    facts["training_after"] = bool(model.training)
     model.eval()
     with torch.no_grad():
         facts["under_no_grad"] = method(model, x, *args, **kwargs)
-    facts["inputs_unchanged"] = bool(torch.equal(x, before))
-    facts["no_parameter_grad"] = all(p.grad is None for p in model.parameters())
+    facts["inputs_after"] = x
+    facts["parameter_grads"] = [name for name, p in model.named_parameters() if p.grad is not None]
     facts["hooks_left"] = hooks_left(model)
     return facts
 

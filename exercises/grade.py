@@ -22,12 +22,20 @@ from pathlib import Path
 from types import ModuleType
 
 EXERCISES = Path(__file__).resolve().parent
-sys.path.insert(0, str(EXERCISES))
-import tasks  # noqa: E402,F401  (puts the course folder on sys.path)
+sys.path.insert(0, str(EXERCISES))  # tasks.py and grading/; tasks puts the course folder on sys.path
 
 FILES = {1: "01_occlusion.py", 2: "02_misclassified.py", 3: "03_evaluation_protocol.py",
          4: "04_domain_model.py", 5: "05_find_the_shortcut.py"}
 USAGE = "usage: python exercises/grade.py N [FILE] [--seed S] [--time-limit SECONDS] | --notes"
+
+
+def __getattr__(name: str) -> object:
+    """`grade.tasks`, imported on first use: a usage error is reported before torch loads."""
+    if name == "tasks":
+        import tasks
+
+        return tasks
+    raise AttributeError(f"module 'grade' has no attribute {name!r}")
 
 
 def checks_module(exercise: int) -> ModuleType:

@@ -124,6 +124,12 @@ def test_a_patched_grader_or_a_fake_score_awards_nothing():
     assert "score: 13/13" in err and "your code's stdout | score: 13/13" in err  # shown as the child's, not ours
 
 
+def test_a_patched_side_effect_observer_hides_nothing():
+    passed, total, output, _ = graded(1, submission("ex1_fakes_side_effects"))
+    assert passed == total - 1, output
+    assert any("no side effects" in line and "switched to eval" in line for line in fail_lines(output)), output
+
+
 @pytest.mark.parametrize("name, words", [("ex1_loops_forever", "time limit"), ("ex1_sleeps_at_import", "time limit"),
                                          ("ex1_crashes_at_import", "RuntimeError: oops")])
 def test_hostile_files_are_stopped_and_scored(name, words):
@@ -167,6 +173,13 @@ def test_usage_errors_print_one_line_and_exit_2(argv, words):
                          cwd=ROOT, timeout=60)
     assert run.returncode == 2 and run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr, run.stderr
+
+
+def test_a_usage_error_is_reported_before_torch_loads():
+    code = ("import sys; sys.argv = ['grade.py', '7']; sys.path.insert(0, 'exercises'); import grade; "
+            "status = grade.main(); print(status, 'torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.stdout.split() == ["2", "False"], run.stdout + run.stderr
 
 
 def test_exit_status_0_when_every_check_passes(capsys):

@@ -163,10 +163,12 @@ def cached(function: Callable[[], object]) -> Callable[[], object]:
 
 
 def course_files() -> list[Path]:
-    """What grading reads or runs: the exercises' data, the digit CNN's weights, the grader's own code."""
+    """What grading reads or runs: the exercises' data, the digit CNN's weights, the grader's own code,
+    and the course code the references come from (the lectures, utils.py, the course package)."""
     files = sorted((EXERCISES / "data").glob("*")) + [ROOT / "data" / "mnist_cnn.pt", EXERCISES / "tasks.py",
                                                       EXERCISES / "grade.py"]
-    return files + sorted((EXERCISES / "grading").glob("*.py"))
+    code = sorted(ROOT.glob("0[1-9]_*.py")) + [ROOT / "utils.py"] + sorted((ROOT / "course").glob("*.py"))
+    return files + sorted((EXERCISES / "grading").glob("*.py")) + code
 
 
 def course_name(path: Path) -> str:
@@ -470,30 +472,35 @@ def expect_value_error(call: Callable[[], object], what: str) -> None:
 def side_effect_check(student: Student | None, name: str, model: nn.Module, x: torch.Tensor, *args, **kwargs) -> None:
     """Nothing of the caller's changes: inputs, requires_grad, training mode, .grad, hooks; works under no_grad.
 
-    The child calls the function three ways (inputs that require grad; a model in training
-    mode; under torch.no_grad()) and reports what changed; the verdict is made here.
+    The child calls the function three ways (course.side_effects.observe: inputs that require
+    grad; a model in training mode; under torch.no_grad()) and sends back the state it left;
+    the verdict is made here, against this process's own copy of `x`.
     """
     if student is None:
         raise Failed(f"a function named {name}", "nothing: the file did not import", "fix the import first")
+    sent = x.clone()
     facts = student.side_effects(name, model, x, *args, **kwargs)
-    if not isinstance(facts, dict):
+    keys = {"requires_grad_after", "grad_after", "training_after", "under_no_grad", "inputs_after",
+            "parameter_grads", "hooks_left"}
+    if not isinstance(facts, dict) or not keys <= set(facts):
         raise Failed("a report of the side effects", show(facts), "")
-    if not facts.get("keeps_requires_grad"):
+    if facts["requires_grad_after"] is not True or facts["grad_after"] is not None:
         raise Failed("inputs keep requires_grad=True and get no .grad", "they changed",
                      "work on inputs.detach() (or a clone); take no .backward() on the caller's tensor")
-    if not facts.get("stays_training"):
+    if facts["training_after"] is not True:
         raise Failed("a model in training mode stays in training mode", "it was switched to eval",
                      "never call model.eval() inside a method; the caller decides")
-    out = facts.get("under_no_grad")
+    out = facts["under_no_grad"]
     if not isinstance(out, torch.Tensor) or nonfinite(out.detach()) or not torch.isfinite(out).all():
         raise Failed("finite values under the caller's torch.no_grad()", show(out),
                      "use torch.enable_grad() where you need gradients")
-    if not facts.get("inputs_unchanged"):
+    after = facts["inputs_after"]
+    if not isinstance(after, torch.Tensor) or after.shape != sent.shape or not torch.equal(after, sent):
         raise Failed("inputs unchanged", "your method wrote into them", "clone before you edit")
-    if not facts.get("no_parameter_grad"):
-        raise Failed("no .grad on the model's parameters", "some .grad were set",
+    if facts["parameter_grads"]:
+        raise Failed("no .grad on the model's parameters", f"{len(facts['parameter_grads'])} had a .grad",
                      "use torch.autograd.grad, or torch.no_grad() for forward passes only")
-    if facts.get("hooks_left"):
+    if facts["hooks_left"]:
         raise Failed("no hooks left on the model", ", ".join(map(str, facts["hooks_left"])),
                      "remove hooks in finally")
 

@@ -8,6 +8,14 @@ back what came out, made of plain values only (tensors, numbers, strings, lists,
 tuples, dicts), which the grader loads with torch.load(weights_only=True) and
 checks in its own process. Anything the student's code does here (patching modules,
 printing, exiting) stays here.
+
+The serving loop and what it calls run from copies made before the student's file is
+imported (seal()), with their own table of global names, so that a file which patches
+this module, course.side_effects.observe or its code object changes nothing the grader
+reads. What no process can keep from code running inside it (rewriting torch itself,
+writing to the reply pipe) it does not try to: such a file is a hack, not an answer, and
+the side-effect report it could forge is the state of the grader's own input, compared
+with the grader's copy.
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import io
 import os
 import sys
 import traceback
+import types
 import warnings
 from pathlib import Path
 
@@ -27,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import tasks  # noqa: E402,F401  (the course folder on sys.path; the models' classes for unpickling)
-from course.side_effects import observe  # noqa: E402  (what the tests check, observed the same way)
+from course import side_effects  # noqa: E402  (what the tests check, observed the same way)
 
 
 def receive(stream) -> object:
@@ -93,12 +102,27 @@ def failure(error: BaseException, path: Path) -> tuple:
     return ("raised", kinds, str(error)[:2000], where, todo)
 
 
-def main() -> None:
-    read_fd, write_fd, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]).resolve()
-    requests, replies = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+def seal(functions: list, namespace: dict) -> dict:
+    """Copies of `functions` that look their global names up in a snapshot of `namespace`, taken now.
+
+    The copies call each other (and themselves) through the snapshot, so patching the
+    module afterwards, or the originals' __code__, does not reach them.
+    """
+    private = dict(namespace)
+    copies = {}
+    for function in functions:
+        copy = types.FunctionType(function.__code__, private, function.__name__, function.__defaults__,
+                                  function.__closure__)
+        copy.__kwdefaults__ = function.__kwdefaults__
+        copies[function.__name__] = copy
+    private.update(copies)
+    return copies
+
+
+def serve(requests, replies, path: Path) -> None:
+    """Answer the grader's requests until it closes the pipe or says quit."""
     send(replies, ("ready",))
     module = None
-    warnings.simplefilter("ignore")
     while True:
         try:
             request = receive(requests)
@@ -127,6 +151,15 @@ def main() -> None:
         except BaseException as error:  # noqa: BLE001  (the student's code: any error is a reply)
             reply = failure(error, path)
         send(replies, reply)
+
+
+def main() -> None:
+    read_fd, write_fd, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]).resolve()
+    requests, replies = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    warnings.simplefilter("ignore")
+    observing = seal([side_effects.observe, side_effects.hooks_left], vars(side_effects))
+    own = seal([receive, send, plain, failure, serve], {**globals(), "observe": observing["observe"]})
+    own["serve"](requests, replies, path)
 
 
 if __name__ == "__main__":
