@@ -73,3 +73,28 @@ def cached_resnet18(monkeypatch, tmp_path, resnet18_checkpoint) -> Path:
     cached.parent.mkdir(parents=True)
     cached.symlink_to(resnet18_checkpoint)
     return cached
+
+
+def small_resnet(num_classes: int = 1000) -> nn.Module:
+    """torchvision's ResNet with one BasicBlock per stage instead of two: the same kinds of layer
+    (BatchNorm, in-place ReLU, residual sums with and without a downsampling branch, layer4,
+    avgpool, fc) at about half of ResNet-18's work."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    return ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes)
+
+
+@pytest.fixture
+def cached_small_resnet18(monkeypatch, tmp_path) -> Path:
+    """Like cached_resnet18, with small_resnet built under ResNet-18's name: for the lectures' slow
+    --quick runs, whose point is the pipeline, not ResNet-18's depth (the other tests load the real
+    architecture from the cache)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    build, weights = utils.IMAGENET_MODELS["resnet18"]
+    monkeypatch.setitem(utils.IMAGENET_MODELS, "resnet18", (lambda weights=None, **kw: small_resnet(), weights))
+    cached = utils.cached_weights_path(weights)
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(with_batchnorm_statistics(small_resnet()).state_dict(), cached)
+    return cached
+

@@ -240,7 +240,7 @@ def test_bad_flags_exit_2_with_one_line(flags, tmp_path, capsys):
     assert_bad_flag(ig.main, flags, tmp_path, capsys)
 
 
-def test_main_quick_imagenet(cached_resnet18, tmp_path, capsys):
+def test_main_quick_imagenet(cached_small_resnet18, tmp_path, capsys):
     ig.main(["--quick", "--out-dir", str(tmp_path)])
     for name in ("path", "baselines", "convergence"):
         assert (tmp_path / f"04_{name}_imagenet.png").stat().st_size > 10_000

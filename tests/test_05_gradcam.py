@@ -246,7 +246,7 @@ def test_frozen_weights_still_work():
 # --- end to end --------------------------------------------------------------------------------
 
 
-def test_main_quick_on_the_imagenet_track(cached_resnet18, tmp_path, capsys):
+def test_main_quick_on_the_imagenet_track(cached_small_resnet18, tmp_path, capsys):
     lecture("05_gradcam").main(["--quick", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     for name in ["layers_imagenet", "classes_imagenet", "top3_imagenet", "networks"]:

@@ -622,7 +622,7 @@ def test_a_small_full_digit_run_has_verdicts_that_follow_from_its_measurements(t
             assert row["measure"] in line.split("better than chance on", 1)[1].split(";")[0]
 
 
-def test_main_quick_on_the_imagenet_track(tmp_path, cached_resnet18, capsys):
+def test_main_quick_on_the_imagenet_track(tmp_path, cached_small_resnet18, capsys):
     comparative.main(["--quick", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "Agreement with the object (2 inputs" in out
