@@ -253,7 +253,8 @@ def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[in
     if "09" not in L:
         notes.append("LRP: skipped, 09_advanced_techniques.py has no `lrp` yet")
     elif model_name != "vgg11":
-        notes.append(f"LRP: not on {model_name} (both ours and Captum refuse BatchNorm and residual additions)")
+        notes.append(f"LRP: not timed on {model_name} (Captum's LRP refuses BatchNorm and residual additions, so there "
+                     "is no reference; ours merges BatchNorm and splits each sum, lecture 9)")
     else:
         from captum.attr import LRP
         from captum.attr._utils.lrp_rules import EpsilonRule
