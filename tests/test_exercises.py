@@ -130,10 +130,11 @@ def test_a_patched_side_effect_observer_hides_nothing():
     assert any("no side effects" in line and "switched to eval" in line for line in fail_lines(output)), output
 
 
-@pytest.mark.parametrize("name, words", [("ex1_loops_forever", "time limit"), ("ex1_sleeps_at_import", "time limit"),
-                                         ("ex1_crashes_at_import", "RuntimeError: oops")])
-def test_hostile_files_are_stopped_and_scored(name, words):
-    passed, total, output, _ = graded(1, submission(name), time_limit=8)
+@pytest.mark.parametrize("name, words, limit", [("ex1_loops_forever", "time limit", 3),
+                                                ("ex1_sleeps_at_import", "time limit", 3),
+                                                ("ex1_crashes_at_import", "RuntimeError: oops", 8)])
+def test_hostile_files_are_stopped_and_scored(name, words, limit):
+    passed, total, output, _ = graded(1, submission(name), time_limit=limit)
     assert passed == 0 and total == 14, output
     assert words in output
     assert_well_formed(output, passed, total)
