@@ -294,3 +294,25 @@ def test_the_starters_are_made_from_the_solutions():
     for name in make_starters.FILES:
         solution = (EXERCISES / "solutions" / name).read_text()
         assert solution.count("### BEGIN SOLUTION") >= 2 and "### BEGIN SOLUTION" not in make_starters.starter(solution)
+
+
+COPIED = [  # (exercise, submission, a check that passes on the shipped variation and fails under a seed)
+    (2, "ex2_copied_constants", "Q1 n_mistakes"),
+    (3, "ex3_copied_constants", "rank_methods: the ranking and gaps on ten digits"),
+]
+
+
+@pytest.mark.parametrize("exercise, name, check", COPIED, ids=[c[1] for c in COPIED])
+def test_copied_constants_lose_points_under_an_instructors_seed(exercise, name, check):
+    """The shipped variation's answers pasted as constants earn (nearly) every point there, and lose
+    points under an instructor's --seed, which the solution passes: the seed changes what is graded."""
+    passed, total, output, _ = graded(exercise, submission(name))
+    assert passed >= total - 1, output  # exercise 3 also checks that another seed changes the chance score
+    assert not any(check in line for line in fail_lines(output)), output
+    solved, solved_total, solved_output, _ = graded(exercise, EXERCISES / "solutions" / grade.FILES[exercise],
+                                                    seed=2027)
+    assert solved == solved_total == total, solved_output
+    seeded, seeded_total, seeded_output, _ = graded(exercise, submission(name), seed=2027)
+    assert seeded_total == total and seeded < passed, seeded_output
+    assert any(check in line for line in fail_lines(seeded_output)), seeded_output
+    assert_well_formed(seeded_output, seeded, seeded_total)

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import copy
-
-import math
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
-                             WeightedSum, cached, close, expect_value_error, need, one_line, show,
-                             side_effect_check, worst, written_check)
+from grading.harness import (Check, Failed, Student, Variation, memoised, need, remembered, show, side_effect_check,
+                             written_check)
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
@@ -19,6 +16,7 @@ import utils  # noqa: E402
 LESION_GRADER_SEED = 4104  # scans no exercise file draws
 LESION_PASS_RATE = 0.85  # the gradient hits ~99%, SmoothGrad ~97%, Grad-CAM ~70%, centre ~10%, random ~6%
 MODEL_DEPENDENCE = 0.9  # a map must change (correlation below this) when the model's weights are random
+SHIPPED = (tasks.LESION_WEIGHTS,)  # what the grader's scans and rates are computed from
 
 
 def reference_pointing(saliency: torch.Tensor, mask: torch.Tensor, tolerance: float) -> torch.Tensor:
@@ -51,37 +49,50 @@ def second_lesion_cnn(model: nn.Module) -> nn.Module:
     return second.eval()
 
 
-def checks(student: Student | None, variation: Variation) -> list[Check]:
-    """The checks, in the order they are printed; `student` is None to list their names only."""
+def scan_seed(variation: Variation) -> int:
+    """The seed of the grader's 300 scans: LESION_GRADER_SEED in the shipped variation."""
+    return LESION_GRADER_SEED + variation.integer("lesion scans", 1, 10 ** 6, 0)
+
+
+def random_seed(variation: Variation) -> int:
+    """The seed of the randomly initialised lesion CNN of the sanity check: 0 in the shipped variation."""
+    return variation.integer("random weights", 1, 10 ** 6, 0)
+
+
+# %% The grader's scans and rates (once per process) and the student's maps (once per grading run) ---------
+
+
+@memoised(*SHIPPED)
+def setting(variation: Variation) -> tuple:
+    """The lesion CNN, the grader's 300 scans and masks, and the scans with a lesion and their masks.
+
+    Clone the scans before handing them to the student's code; no check changes them.
+    """
+    model = tasks.load_lesion_cnn()
+    scans, labels, masks = tasks.lesion_dataset(300, seed=scan_seed(variation))
+    positive = labels == 1
+    return model, scans, masks, scans[positive], masks[positive]
+
+
+@memoised(*SHIPPED)
+def rates(variation: Variation) -> dict[str, float]:
+    """The pointing game's rates of Grad-CAM and of random maps on the grader's scans, for scale in a hint."""
     gradcam = utils.load_lecture("05_gradcam")
-    scan_seed = LESION_GRADER_SEED + variation.integer("lesion scans", 1, 10 ** 6, 0)
-    random_seed = variation.integer("random weights", 1, 10 ** 6, 0)
+    model, _, _, x, m = setting(variation)
+    generator = torch.Generator().manual_seed(0)
+    return {"Grad-CAM": float(reference_pointing(gradcam.grad_cam(model, x, 1), m, 3).float().mean()),
+            "random": float(reference_pointing(torch.rand(len(x), 32, 32, generator=generator), m, 3)
+                            .float().mean())}
 
-    @cached
-    def setting():
-        model = tasks.load_lesion_cnn()
-        scans, labels, masks = tasks.lesion_dataset(300, seed=scan_seed)
-        positive = labels == 1
-        return model, scans, masks, scans[positive], masks[positive]
 
-    def check_second_model() -> None:
-        model, _, _, x, m = setting()
-        second = second_lesion_cnn(model)
-        maps = need(student, "lesion_saliency")(second, 1 - x)
-        if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != len(x):
-            raise Failed(f"a tensor ({len(x)}, 1, 32, 32)", show(maps), "one map per scan, shaped like the scans")
-        rate = float(reference_pointing(maps.detach(), m, 3).float().mean())
-        if rate < LESION_PASS_RATE:
-            zero = float((maps.detach().flatten(1).abs().amax(1) == 0).float().mean())
-            why = (f"{zero:.0%} of your maps are zero everywhere: explain class 1 (the lesion), not class 0"
-                   if zero > 0.5 else "the lesions are dark here and the bright blobs are cysts: a map that "
-                   "follows the image, not the model, points at the wrong blob")
-            raise Failed(f"a hit rate of at least {LESION_PASS_RATE:.0%} on a second lesion model "
-                         "(scans with inverted contrast)", f"{rate:.0%}", why)
+def student_maps(student: Student, variation: Variation) -> torch.Tensor:
+    """lesion_saliency's maps of the grader's scans with a lesion, checked for shape and finite values.
 
-    @cached
-    def student_maps() -> torch.Tensor:
-        model, _, _, x, _ = setting()
+    Asked once per grading run (kept on `student`): three checks read them.
+    """
+
+    def ask() -> torch.Tensor:
+        model, _, _, x, _ = setting(variation)
         maps = need(student, "lesion_saliency")(model, x.clone())
         if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != len(x) \
                 or tuple(maps.shape[-2:]) != (32, 32):
@@ -90,90 +101,125 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
             raise Failed("finite values", show(maps), "check for divisions by zero")
         return maps.detach()
 
-    def check_pointing() -> None:
-        heat = torch.zeros(6, 7, 7)
-        peaks = [(3, 3), (3, 6), (5, 5), (3, 3), (0, 0), (2, 2)]
-        for i, (r, c) in enumerate(peaks):
-            heat[i, r, c] = 1.0
-        heat[4, 3, 3] = 1.0  # a tie: the first maximum in flattened order, (0, 0), counts
-        mask = torch.zeros(6, 7, 7, dtype=torch.bool)
-        mask[:, 3, 3] = True
-        mask[3] = False  # an empty mask: a miss
-        saliency = heat[:, None].repeat(1, 2, 1, 1)
-        saliency[5, 0, 6, 6], saliency[5, 1, 6, 6] = 1.2, -1.2  # |.| summed over channels: (6, 6) wins, a miss
-        want = [True, False, True, False, False, False]
-        got = need(student, "pointing_game")(saliency, mask, 3)
-        if not isinstance(got, torch.Tensor) or [bool(v) for v in got.flatten()] != want:
-            raise Failed(f"{want} (on the mask; at distance 3; at 2.83; empty mask; a tie; channels in |.|)",
-                         show(got), "strictly less than the tolerance; the first maximum; sum |.| over channels")
+    return remembered(student, "lesion_saliency", ask)
 
-    def check_centre() -> None:
-        for n, h, w in ((2, 32, 32), (1, 7, 10)):
-            got = need(student, "centre_map")(n, h, w)
-            if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n, 1, h, w):
-                raise Failed(f"shape ({n}, 1, {h}, {w})", show(got), "one map per example")
-            peak = divmod(int(got[0].abs().sum(0).flatten().argmax()), w)
-            if peak != ((h - 1) // 2, (w - 1) // 2):
-                raise Failed(f"the first maximum of |map| at {((h - 1) // 2, (w - 1) // 2)} for {h}x{w}", peak,
-                             "the pointing game sums absolute values: keep the map positive")
 
-    def check_shape_and_side_effects() -> None:
-        student_maps()
-        model, scans = setting()[:2]
-        side_effect_check(student, "lesion_saliency", model, scans[:4].clone())
+# %% The checks, one function each (bound to the student and the variation in checks()) ----------------
 
-    @cached
-    def rates() -> dict[str, float]:
-        model, _, _, x, m = setting()
-        generator = torch.Generator().manual_seed(0)
-        return {"Grad-CAM": float(reference_pointing(gradcam.grad_cam(model, x, 1), m, 3).float().mean()),
-                "random": float(reference_pointing(torch.rand(len(x), 32, 32, generator=generator), m, 3)
-                                .float().mean())}
 
-    def check_rate() -> None:
-        _, _, _, x, m = setting()
-        rate = float(reference_pointing(student_maps(), m, 3).float().mean())
-        if rate < LESION_PASS_RATE:
-            baselines = ", ".join(f"{k} {v:.0%}" for k, v in rates().items())
-            raise Failed(f"a hit rate of at least {LESION_PASS_RATE:.0%} on {len(x)} new lesions", f"{rate:.0%}",
-                         f"for scale: {baselines}; a coarse map, or one that is zero everywhere, misses small lesions")
+def check_pointing(student: Student, variation: Variation) -> None:
+    """pointing_game on hand-made maps: a hit on the mask, misses at distance 3 and 2.83 (strictly less
+    than the tolerance), an empty mask, a tie (the first maximum counts) and channels summed in |.|.
+    """
+    heat = torch.zeros(6, 7, 7)
+    peaks = [(3, 3), (3, 6), (5, 5), (3, 3), (0, 0), (2, 2)]
+    for i, (r, c) in enumerate(peaks):
+        heat[i, r, c] = 1.0
+    heat[4, 3, 3] = 1.0  # a tie: the first maximum in flattened order, (0, 0), counts
+    mask = torch.zeros(6, 7, 7, dtype=torch.bool)
+    mask[:, 3, 3] = True
+    mask[3] = False  # an empty mask: a miss
+    saliency = heat[:, None].repeat(1, 2, 1, 1)
+    saliency[5, 0, 6, 6], saliency[5, 1, 6, 6] = 1.2, -1.2  # |.| summed over channels: (6, 6) wins, a miss
+    want = [True, False, True, False, False, False]
+    got = need(student, "pointing_game")(saliency, mask, 3)
+    if not isinstance(got, torch.Tensor) or [bool(v) for v in got.flatten()] != want:
+        raise Failed(f"{want} (on the mask; at distance 3; at 2.83; empty mask; a tie; channels in |.|)",
+                     show(got), "strictly less than the tolerance; the first maximum; sum |.| over channels")
 
-    def check_model_dependence() -> None:
-        _, _, _, x, _ = setting()
-        torch.manual_seed(random_seed)
-        random_model = tasks.SmallCNN(width=tasks.LESION_WIDTH).eval()
-        ours = student_maps()
-        theirs = need(student, "lesion_saliency")(random_model, x.clone()).detach()
-        a, b = ours.flatten(1).double(), torch.as_tensor(theirs).flatten(1).double()
-        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-        correlation = float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).mean())
-        if correlation >= MODEL_DEPENDENCE:
-            raise Failed(f"maps that change when the weights are random (correlation < {MODEL_DEPENDENCE})",
-                         f"a mean correlation of {correlation:.3f}",
-                         "your map does not depend on the model: explain the model, not the image "
-                         "(Adebayo et al., 2018, Sanity Checks for Saliency Maps)")
 
-    def check_hit_rate() -> None:
-        model, scans, masks, _, m = setting()
-        want = float(reference_pointing(student_maps(), m, 3).float().mean())
-        got = need(student, "hit_rate")(model, scans.clone(), masks.clone())
-        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
-            off = f"{got!r}, off by {got - want:+.3f}" if isinstance(got, (int, float)) else repr(got)
-            raise Failed("the share of the scans with a lesion where your map hits", off,
-                         "leave out the scans whose mask is empty; a float, not a tensor")
+def check_centre(student: Student, variation: Variation) -> None:
+    """centre_map's first maximum of |map| is the centre pixel ((h - 1) // 2, (w - 1) // 2), for two sizes."""
+    for n, h, w in ((2, 32, 32), (1, 7, 10)):
+        got = need(student, "centre_map")(n, h, w)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n, 1, h, w):
+            raise Failed(f"shape ({n}, 1, {h}, {w})", show(got), "one map per example")
+        peak = divmod(int(got[0].abs().sum(0).flatten().argmax()), w)
+        if peak != ((h - 1) // 2, (w - 1) // 2):
+            raise Failed(f"the first maximum of |map| at {((h - 1) // 2, (w - 1) // 2)} for {h}x{w}", peak,
+                         "the pointing game sums absolute values: keep the map positive")
 
+
+def check_shape_and_side_effects(student: Student, variation: Variation) -> None:
+    """lesion_saliency gives one finite map per scan, and leaves the caller's inputs and model alone."""
+    student_maps(student, variation)
+    model, scans = setting(variation)[:2]
+    side_effect_check(student, "lesion_saliency", model, scans[:4].clone())
+
+
+def check_rate(student: Student, variation: Variation) -> None:
+    """lesion_saliency's maps hit the lesion (pointing game) on at least LESION_PASS_RATE of new scans."""
+    _, _, _, x, m = setting(variation)
+    rate = float(reference_pointing(student_maps(student, variation), m, 3).float().mean())
+    if rate < LESION_PASS_RATE:
+        baselines = ", ".join(f"{k} {v:.0%}" for k, v in rates(variation).items())
+        raise Failed(f"a hit rate of at least {LESION_PASS_RATE:.0%} on {len(x)} new lesions", f"{rate:.0%}",
+                     f"for scale: {baselines}; a coarse map, or one that is zero everywhere, misses small lesions")
+
+
+def check_model_dependence(student: Student, variation: Variation) -> None:
+    """The randomisation test: the maps of a randomly initialised CNN must differ from the trained one's
+    (mean correlation below MODEL_DEPENDENCE), or the map explains the image, not the model.
+    """
+    _, _, _, x, _ = setting(variation)
+    torch.manual_seed(random_seed(variation))
+    random_model = tasks.SmallCNN(width=tasks.LESION_WIDTH).eval()
+    ours = student_maps(student, variation)
+    theirs = need(student, "lesion_saliency")(random_model, x.clone()).detach()
+    a, b = ours.flatten(1).double(), torch.as_tensor(theirs).flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    correlation = float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)).mean())
+    if correlation >= MODEL_DEPENDENCE:
+        raise Failed(f"maps that change when the weights are random (correlation < {MODEL_DEPENDENCE})",
+                     f"a mean correlation of {correlation:.3f}",
+                     "your map does not depend on the model: explain the model, not the image "
+                     "(Adebayo et al., 2018, Sanity Checks for Saliency Maps)")
+
+
+def check_second_model(student: Student, variation: Variation) -> None:
+    """The method finds the evidence of a second lesion model, whose lesions are dark and whose class 0 is
+    a constant: a bright-blob detector or a map of class 0 misses (see second_lesion_cnn).
+    """
+    model, _, _, x, m = setting(variation)
+    second = second_lesion_cnn(model)
+    maps = need(student, "lesion_saliency")(second, 1 - x)
+    if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != len(x):
+        raise Failed(f"a tensor ({len(x)}, 1, 32, 32)", show(maps), "one map per scan, shaped like the scans")
+    rate = float(reference_pointing(maps.detach(), m, 3).float().mean())
+    if rate < LESION_PASS_RATE:
+        zero = float((maps.detach().flatten(1).abs().amax(1) == 0).float().mean())
+        why = (f"{zero:.0%} of your maps are zero everywhere: explain class 1 (the lesion), not class 0"
+               if zero > 0.5 else "the lesions are dark here and the bright blobs are cysts: a map that "
+               "follows the image, not the model, points at the wrong blob")
+        raise Failed(f"a hit rate of at least {LESION_PASS_RATE:.0%} on a second lesion model "
+                     "(scans with inverted contrast)", f"{rate:.0%}", why)
+
+
+def check_hit_rate(student: Student, variation: Variation) -> None:
+    """hit_rate equals the pointing game's rate of the student's own maps over the scans with a lesion."""
+    model, scans, masks, _, m = setting(variation)
+    want = float(reference_pointing(student_maps(student, variation), m, 3).float().mean())
+    got = need(student, "hit_rate")(model, scans.clone(), masks.clone())
+    if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
+        off = f"{got!r}, off by {got - want:+.3f}" if isinstance(got, (int, float)) else repr(got)
+        raise Failed("the share of the scans with a lesion where your map hits", off,
+                     "leave out the scans whose mask is empty; a float, not a tensor")
+
+
+def checks(student: Student | None, variation: Variation) -> list[Check]:
+    """The checks, in the order they are printed; `student` is None to list their names only."""
+    bind = lambda check: partial(check, student, variation)  # noqa: E731
     return [
         ("pointing_game: hand-derived hits and misses (strict tolerance, ties, channels, empty mask)",
-         check_pointing),
-        ("centre_map: its first maximum (of |map|) at the centre pixel", check_centre),
-        ("lesion_saliency: one finite map per scan, no side effects", check_shape_and_side_effects),
+         bind(check_pointing)),
+        ("centre_map: its first maximum (of |map|) at the centre pixel", bind(check_centre)),
+        ("lesion_saliency: one finite map per scan, no side effects", bind(check_shape_and_side_effects)),
         (f"lesion_saliency finds the lesion: pointing game >= {LESION_PASS_RATE:.0%} on scans you never saw",
-         check_rate),
-        ("lesion_saliency depends on the model (sanity check with random weights)", check_model_dependence),
+         bind(check_rate)),
+        ("lesion_saliency depends on the model (sanity check with random weights)", bind(check_model_dependence)),
         ("lesion_saliency finds the evidence of a second lesion model (dark lesions, class 0 constant)",
-         check_second_model),
-        ("hit_rate: the pointing game's rate over the scans with a lesion", check_hit_rate),
+         bind(check_second_model)),
+        ("hit_rate: the pointing game's rate over the scans with a lesion", bind(check_hit_rate)),
         ("written answers present (your teacher reads them)",
          written_check(student, ("why_this_method", "what_the_baselines_say"))),
     ]
-

@@ -1,18 +1,13 @@
 """Exercise 5 checks: a shortcut detector asked about models trained by the grader."""
 from __future__ import annotations
 
-import math
+from functools import partial
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from grading.harness import (Check, Failed, GradingCNN, LinearTwoClass, ConstantModel, Student, SumModel, Variation,
-                             WeightedSum, cached, close, expect_value_error, need, one_line, show,
-                             side_effect_check, worst, written_check)
+from grading.harness import Check, Failed, Student, Variation, close, need, remembered, show, side_effect_check
 
 import tasks  # noqa: E402
-import utils  # noqa: E402
 
 # The grader's own models: seeds and corners that no exercise file uses. Measured with the
 # solution's |gradient| maps: shortcut models put 28% to 41% of the map on the marker, models
@@ -45,77 +40,102 @@ def as_bool(value: object) -> bool:
     raise Failed("True or False", repr(value), "return a bool (bool(...) of a comparison)")
 
 
-def checks(student: Student | None, variation: Variation) -> list[Check]:
-    """The checks, in the order they are printed; `student` is None to list their names only."""
-    share_of = (lambda *a: need(student, "marker_share")(*a)) if student else None
+def call_share(student: Student, *args) -> object:
+    """The student's marker_share, called in the child (a failed check when the file has none)."""
+    return need(student, "marker_share")(*args)
 
-    def check_share() -> None:
-        mask = tasks.marker_mask("top_left")
-        maps = torch.ones(3, 1, 16, 16)
-        maps[1] = 0.0
-        maps[1, 0, mask] = 2.0  # all of it on the marker
-        maps[2, 0, mask] = -3.0  # negative on the marker: |.| counts; 9 * 3 of 9 * 3 + 247
-        want = torch.tensor([9 / 256, 1.0, 27 / (27 + 247)])
-        got = share_of(maps, mask)
-        if not close(got, want, 1e-5, 1e-7):
-            raise Failed(show(want), show(got), "|map| summed inside the mask over |map| summed everywhere, per map")
-        colour = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) - 0.5
-        heat = colour.abs().sum(1)
-        want = (heat * mask).flatten(1).sum(1) / heat.flatten(1).sum(1)
-        if not close(share_of(colour, mask), want, 1e-5, 1e-7):
-            raise Failed(f"for (2, 3, 16, 16) maps: {show(want)}", show(share_of(colour, mask)),
-                         "sum |.| over channels first")
 
-    def check_decision() -> None:
-        mask = tasks.marker_mask("bottom_right")
-        spread = torch.rand(20, 1, 16, 16, generator=torch.Generator().manual_seed(1)) + 0.5
-        focused = spread * 0.01
-        focused[:, :, mask] = 1.0
-        decide = need(student, "relies_on_marker")
-        for maps, want, what in ((focused, True, "maps almost all on the marker"),
-                                 (spread, False, "maps spread evenly (3.5% on the marker)")):
-            got = as_bool(decide(maps.clone(), mask))
-            if got != want:
-                raise Failed(f"{want} for {what}", got, "the rule must separate these two extremes")
+def detector_runs(student: Student) -> None:
+    """Try the detector on an untrained model first: an unfinished one costs no training (once per grading run)."""
 
-    def check_explain() -> None:
-        detector_runs()
-        model = tasks.train_bars_cnn(True, seed=1, corner="top_right", n=200, epochs=1)
-        images, _ = tasks.bars_dataset(6, seed=2, marker="all", corner="top_right")
-        maps = need(student, "explain")(model, images.clone())
-        if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != 6 \
-                or tuple(maps.shape[-2:]) != (16, 16) or not torch.isfinite(maps).all():
-            raise Failed("finite maps (6, 1, 16, 16)", show(maps), "one map per image")
-        side_effect_check(student, "explain", model, images)
-
-    @cached
-    def detector_runs() -> None:
-        """Try the detector on an untrained model first: an unfinished one costs no training."""
+    def run() -> None:
         torch.manual_seed(0)
         images, _ = tasks.bars_dataset(2, seed=3, marker="all")
         maps = need(student, "explain")(tasks.SmallCNN(width=tasks.BARS_WIDTH).eval(), images)
         need(student, "relies_on_marker")(maps, tasks.marker_mask("top_left"))
 
-    def hidden(seed: int, corner: str, shortcut: bool):
-        def check() -> None:
-            detector_runs()
-            model = tasks.train_bars_cnn(shortcut, seed=seed, corner=corner)
-            images, _ = tasks.bars_dataset(100, seed=seed + 50, marker="all", corner=corner)
-            mask = tasks.marker_mask(corner)
-            maps = need(student, "explain")(model, images.clone())
-            got = as_bool(need(student, "relies_on_marker")(maps, mask.clone()))
-            if got != shortcut:
-                heat = maps.detach().abs().sum(1) if maps.dim() == 4 else maps.detach().abs()
-                share = float(((heat * mask).flatten(1).sum(1) / heat.flatten(1).sum(1).clamp(min=1e-30)).mean())
-                raise Failed(str(shortcut), str(got), f"your maps put {share:.1%} of their mass on the marker "
-                             "(its area is 3.5%); train more models of both kinds to place your rule")
-        kind = "trained with the shortcut" if shortcut else "trained without it"
-        return f"a hidden model {kind}, marker {corner.replace('_', ' ')}: detected correctly", check
+    remembered(student, "detector runs", run)
 
+
+# %% The checks, one function each (bound to the student and the variation in checks()) ----------------
+
+
+def check_share(student: Student, variation: Variation) -> None:
+    """marker_share on hand-made maps: |map| inside the mask over |map| everywhere, per map, with channels
+    summed in |.| first for (N, 3, H, W) maps.
+    """
+    mask = tasks.marker_mask("top_left")
+    maps = torch.ones(3, 1, 16, 16)
+    maps[1] = 0.0
+    maps[1, 0, mask] = 2.0  # all of it on the marker
+    maps[2, 0, mask] = -3.0  # negative on the marker: |.| counts; 9 * 3 of 9 * 3 + 247
+    want = torch.tensor([9 / 256, 1.0, 27 / (27 + 247)])
+    got = call_share(student, maps, mask)
+    if not close(got, want, 1e-5, 1e-7):
+        raise Failed(show(want), show(got), "|map| summed inside the mask over |map| summed everywhere, per map")
+    colour = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) - 0.5
+    heat = colour.abs().sum(1)
+    want = (heat * mask).flatten(1).sum(1) / heat.flatten(1).sum(1)
+    if not close(call_share(student, colour, mask), want, 1e-5, 1e-7):
+        raise Failed(f"for (2, 3, 16, 16) maps: {show(want)}", show(call_share(student, colour, mask)),
+                     "sum |.| over channels first")
+
+
+def check_decision(student: Student, variation: Variation) -> None:
+    """relies_on_marker separates the two extremes: maps almost all on the marker, and maps spread evenly."""
+    mask = tasks.marker_mask("bottom_right")
+    spread = torch.rand(20, 1, 16, 16, generator=torch.Generator().manual_seed(1)) + 0.5
+    focused = spread * 0.01
+    focused[:, :, mask] = 1.0
+    decide = need(student, "relies_on_marker")
+    for maps, want, what in ((focused, True, "maps almost all on the marker"),
+                             (spread, False, "maps spread evenly (3.5% on the marker)")):
+        got = as_bool(decide(maps.clone(), mask))
+        if got != want:
+            raise Failed(f"{want} for {what}", got, "the rule must separate these two extremes")
+
+
+def check_explain(student: Student, variation: Variation) -> None:
+    """explain gives finite maps (N, 1, 16, 16), one per image, with no side effects, on a quickly trained model."""
+    detector_runs(student)
+    model = tasks.train_bars_cnn(True, seed=1, corner="top_right", n=200, epochs=1)
+    images, _ = tasks.bars_dataset(6, seed=2, marker="all", corner="top_right")
+    maps = need(student, "explain")(model, images.clone())
+    if not isinstance(maps, torch.Tensor) or maps.dim() != 4 or maps.shape[0] != 6 \
+            or tuple(maps.shape[-2:]) != (16, 16) or not torch.isfinite(maps).all():
+        raise Failed("finite maps (6, 1, 16, 16)", show(maps), "one map per image")
+    side_effect_check(student, "explain", model, images)
+
+
+def check_hidden(student: Student, variation: Variation, seed: int, corner: str, shortcut: bool) -> None:
+    """On one of the grader's own models (seed, marker corner, trained with the shortcut or not), the
+    detector's verdict must be `shortcut`; a wrong one says how much of the maps lies on the marker.
+    """
+    detector_runs(student)
+    model = tasks.train_bars_cnn(shortcut, seed=seed, corner=corner)
+    images, _ = tasks.bars_dataset(100, seed=seed + 50, marker="all", corner=corner)
+    mask = tasks.marker_mask(corner)
+    maps = need(student, "explain")(model, images.clone())
+    got = as_bool(need(student, "relies_on_marker")(maps, mask.clone()))
+    if got != shortcut:
+        heat = maps.detach().abs().sum(1) if maps.dim() == 4 else maps.detach().abs()
+        share = float(((heat * mask).flatten(1).sum(1) / heat.flatten(1).sum(1).clamp(min=1e-30)).mean())
+        raise Failed(str(shortcut), str(got), f"your maps put {share:.1%} of their mass on the marker "
+                     "(its area is 3.5%); train more models of both kinds to place your rule")
+
+
+def hidden_name(seed: int, corner: str, shortcut: bool) -> str:
+    """The printed name of one hidden model's check (the corner shown, the seed not)."""
+    kind = "trained with the shortcut" if shortcut else "trained without it"
+    return f"a hidden model {kind}, marker {corner.replace('_', ' ')}: detected correctly"
+
+
+def checks(student: Student | None, variation: Variation) -> list[Check]:
+    """The checks, in the order they are printed; `student` is None to list their names only."""
+    bind = lambda check, *args: partial(check, student, variation, *args)  # noqa: E731
     return [
-        ("marker_share: hand-derived shares (|.|, channels)", check_share),
-        ("relies_on_marker: True for maps on the marker, False for maps spread evenly", check_decision),
-        ("explain: finite maps, one per image, no side effects", check_explain),
-        *(hidden(*spec) for spec in hidden_models(variation)),
+        ("marker_share: hand-derived shares (|.|, channels)", bind(check_share)),
+        ("relies_on_marker: True for maps on the marker, False for maps spread evenly", bind(check_decision)),
+        ("explain: finite maps, one per image, no side effects", bind(check_explain)),
+        *((hidden_name(*spec), bind(check_hidden, *spec)) for spec in hidden_models(variation)),
     ]
-

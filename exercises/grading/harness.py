@@ -263,6 +263,7 @@ class Student:
         self.stopped = ""  # why no further calls are made
         self.names: set[str] = set()
         self.deaths = 0
+        self.memo: dict[str, tuple[bool, object]] = {}  # values derived from this run's answers (remembered())
 
     # the process -------------------------------------------------------------------------------
 
@@ -661,3 +662,55 @@ def grade(exercise: int, path: Path, checks_of: Callable, variation: Variation |
     passed = sum(ok for ok, _ in results)
     print(f"score: {passed}/{len(results)}", file=out, flush=True)
     return passed, len(results)
+
+
+# %% Values kept across calls: grader-side per process, the student's per grading run -------------------
+
+
+_MEMO: dict[tuple, tuple[bool, object]] = {}  # (function, seed, digest of its files) -> (ok, value or error)
+
+
+def _kept(store: dict, key: object, compute: Callable[[], object]) -> object:
+    """`compute()` once per key in `store`; a failure is remembered and re-raised each time it is asked for."""
+    if key not in store:
+        try:
+            store[key] = (True, compute())
+        except Exception as error:  # remembered, so every check that needs it fails alike
+            store[key] = (False, error)
+    ok, value = store[key]
+    if not ok:
+        raise value
+    return value
+
+
+def files_digest(files: Sequence[Path]) -> str:
+    """sha256 over the files' names and contents (a missing file counts as such)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"missing")
+    return digest.hexdigest()
+
+
+def memoised(*files: Path) -> Callable:
+    """For grader-side values `function(variation)` that read only the variation and the course's `files`.
+
+    Computed once per process for each (variation.seed, digest of `files`), so grading many
+    files in one process computes them once; a changed file computes them again. Never for
+    anything the student's code returned. Callers must not mutate what they get (clone first).
+    """
+    def decorate(function: Callable[[Variation], object]) -> Callable[[Variation], object]:
+        def get(variation: Variation) -> object:
+            key = (function.__module__, function.__qualname__, variation.seed, files_digest(files))
+            return _kept(_MEMO, key, lambda: function(variation))
+
+        get.__name__, get.__qualname__, get.__doc__ = function.__name__, function.__qualname__, function.__doc__
+        get.__wrapped__ = function
+        return get
+
+    return decorate
+
+
+def remembered(student: Student, key: str, compute: Callable[[], object]) -> object:
+    """`compute()` once per grading run (kept on `student`); a failure is re-raised each time it is asked for."""
+    return _kept(student.memo, key, compute)
