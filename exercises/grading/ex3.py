@@ -102,8 +102,8 @@ def check_ends(student: Student, variation: Variation) -> None:
     A failure says whether the class was re-chosen at each point (the classic mistake).
     """
     model = GradingCNN(channels=3, seed=4)
-    x = torch.rand(2, 3, 9, 9, generator=torch.Generator().manual_seed(8))
-    saliency = torch.rand(2, 3, 9, 9, generator=torch.Generator().manual_seed(18))
+    x = torch.rand(2, 3, 9, 9, generator=variation.seeded("inputs 8", 8))
+    saliency = torch.rand(2, 3, 9, 9, generator=variation.seeded("inputs 18", 18))
     got = call_curve(student, model, x, saliency, [1, 3], steps=5)
     with torch.no_grad():
         start = model(x).softmax(1)[[0, 1], [1, 3]]
@@ -153,8 +153,8 @@ def check_ties_and_channels(student: Student, variation: Variation) -> None:
 def check_reference(student: Student, variation: Variation) -> None:
     """The whole curve equals the grader's on a random CNN: point k removes round(k H W / steps) pixels."""
     model = GradingCNN(channels=3, seed=5)
-    x = torch.rand(3, 3, 6, 5, generator=torch.Generator().manual_seed(9))
-    saliency = torch.randn(3, 3, 6, 5, generator=torch.Generator().manual_seed(10))
+    x = torch.rand(3, 3, 6, 5, generator=variation.seeded("inputs 9", 9))
+    saliency = torch.randn(3, 3, 6, 5, generator=variation.seeded("inputs 10", 10))
     got = call_curve(student, model, x, saliency, None, steps=7)
     hint = ("the class is fixed once, at x: you re-chose it at every point"
             if close(got, reference_curve(model, x, saliency, None, 7, rechoose=True), 1e-4, 1e-6)
@@ -167,8 +167,8 @@ def check_gap(student: Student, variation: Variation) -> None:
     map reduced (|.| summed over channels) before it is negated.
     """
     model = GradingCNN(channels=1, seed=6)
-    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(11))
-    heat = torch.randn(2, 8, 8, generator=torch.Generator().manual_seed(12))
+    x = torch.rand(2, 1, 8, 8, generator=variation.seeded("inputs 11", 11))
+    heat = torch.randn(2, 8, 8, generator=variation.seeded("inputs 12", 12))
     want = reference_gap(model, x, heat, None, 8)
     got = need(student, "morf_lerf_gap")(model, x, heat, None, steps=8)
     if not close(got, want, 1e-4, 1e-6):
@@ -177,8 +177,8 @@ def check_gap(student: Student, variation: Variation) -> None:
     if not close(flipped, -want, 1e-4, 1e-6):
         raise Failed(f"negating a map negates its gap: {show(-want)}", show(flipped),
                      "reduce the map first, then negate the reduced map for LeRF")
-    x4 = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(13))
-    s4 = torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(14))
+    x4 = torch.rand(1, 3, 6, 6, generator=variation.seeded("inputs 13", 13))
+    s4 = torch.randn(1, 3, 6, 6, generator=variation.seeded("inputs 14", 14))
     model3 = GradingCNN(channels=3, seed=7)
     if not close(need(student, "morf_lerf_gap")(model3, x4, s4, None, steps=6),
                  reference_gap(model3, x4, s4, None, 6), 1e-4, 1e-6):

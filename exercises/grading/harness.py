@@ -589,6 +589,11 @@ class Variation:
         key = f"{self.seed}:{name}".encode()
         return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(key).digest()[:6], "big"))
 
+    def seeded(self, name: str, default: int) -> torch.Generator:
+        """A generator for a check's random inputs: seeded with `default` in the shipped variation,
+        else drawn from the variation's seed and `name` (so that answers kept from one run fit no other)."""
+        return torch.Generator().manual_seed(default) if self.seed is None else self.generator(name)
+
     def integer(self, name: str, low: int, high: int, default: int) -> int:
         """`default` in the shipped variation, else an integer in [low, high]."""
         if self.seed is None:
