@@ -22,7 +22,8 @@ from pathlib import Path
 from types import ModuleType
 
 EXERCISES = Path(__file__).resolve().parent
-sys.path.insert(0, str(EXERCISES))  # tasks.py and grading/; tasks puts the course folder on sys.path
+sys.path.insert(0, str(EXERCISES.parent))  # utils.py and the course package, as in the lectures
+sys.path.insert(0, str(EXERCISES))  # tasks.py and grading/
 
 FILES = {1: "01_occlusion.py", 2: "02_misclassified.py", 3: "03_evaluation_protocol.py",
          4: "04_domain_model.py", 5: "05_find_the_shortcut.py"}

@@ -38,6 +38,9 @@ import torch  # noqa: E402
 import tasks  # noqa: E402,F401  (the course folder on sys.path; the models' classes for unpickling)
 from course import side_effects  # noqa: E402  (what the tests check, observed the same way)
 
+UNPICKLING = tasks  # the models' classes the grader sends live in tasks.py
+observe = side_effects.observe  # serve()'s name for it; main() hands serve a sealed copy instead
+
 
 def receive(stream) -> object:
     header = stream.read(8)
