@@ -1,6 +1,7 @@
 """Shared fixtures: the tests run offline, in a private TORCH_HOME, on small networks."""
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from pathlib import Path
@@ -8,6 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # the cores shared between the workers (children included), so
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    torch.set_num_threads(_threads)  # that no worker's torch threads wait on another's
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
