@@ -7,8 +7,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from grading.harness import (Check, Failed, GradingCNN, Student, SumModel, SumOrConstant, Variation, WeightedSum,
-                             close, expect_value_error, need, show, side_effect_check, worst)
+from grading.harness import (binder, Check, close, expect_value_error, Failed, GradingCNN, need, show,
+                             side_effect_check, Student, SumModel, SumOrConstant, Variation, WeightedSum,
+                             worst)
 
 import utils  # noqa: E402
 
@@ -299,7 +300,7 @@ def reference_case_name(n: int, c: int, h: int, w: int, window: int, stride: int
 
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
-    bind = lambda check, *args: partial(check, student, variation, *args)  # noqa: E731
+    bind = binder(student, variation)
     return [
         ("patch_corners: hand-derived corners, including a last patch over the edge", bind(check_corners)),
         ("occlusion returns a detached tensor shaped like inputs, equal across channels", bind(check_shape)),

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grading.harness import (Check, Failed, Student, Variation, close, memoised, need, remembered, show, worst,
-                             written_check)
+from grading.harness import (binder, Check, close, Failed, memoised, need, remembered, show, Student,
+                             Variation, worst, written_check)
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
@@ -155,17 +154,29 @@ def check_mistakes(student: Student, variation: Variation) -> None:
                      "the argmax of each mistake's logits")
 
 
+@memoised(*SHIPPED)
+def first_mistakes_maps(variation: Variation) -> dict[str, torch.Tensor]:
+    """The three lectures' maps of the first four mistakes, for their predicted classes."""
+    model, images, _, wrong, predicted = setting(variation)
+    return reference_maps(model, images[wrong[:4]], predicted[:4])
+
+
+def student_first_maps(student: Student, variation: Variation) -> object:
+    """explain on the first four mistakes, called once per grading run (each method's check reads it)."""
+    model, images, _, wrong, predicted = setting(variation)
+    return remembered(student, "explain", lambda: need(student, "explain")(model, images[wrong[:4]].clone(),
+                                                                             predicted[:4]))
+
+
 def check_method(student: Student, variation: Variation, method: str) -> None:
     """explain's map for one method equals the lecture's function, signed, for the predicted classes
     (absolute=False, IG with STEPS steps from black, Grad-CAM with relu=False at the default layer).
     """
-    model, images, labels, wrong, predicted = setting(variation)
-    x = images[wrong[:4]]
-    maps = need(student, "explain")(model, x.clone(), predicted[:4])
+    maps = student_first_maps(student, variation)
     if not isinstance(maps, dict) or method not in maps:
         raise Failed(f"a dict with the key {method!r}", show(maps) if not isinstance(maps, dict)
                      else sorted(maps), "one entry per name in METHODS")
-    want = reference_maps(model, x, predicted[:4])[method]
+    want = first_mistakes_maps(variation)[method]
     got = maps[method]
     if not close(got, want, 1e-3, 1e-4):
         hint = {"vanilla_gradient": "absolute=False: keep the sign",
@@ -281,7 +292,7 @@ def check_share(student: Student, variation: Variation) -> None:
 
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
-    bind = lambda check, *args: partial(check, student, variation, *args)  # noqa: E731
+    bind = binder(student, variation)
     return [
         ("find_mistakes: the misclassified digits and their predictions", bind(check_mistakes)),
         *((f"explain: {method} equals the lecture's function (signed)", bind(check_method, method))

@@ -1,14 +1,13 @@
 """Exercise 3 checks: a deletion protocol into a blurred copy, and a ranking of methods."""
 from __future__ import annotations
 
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grading.harness import (Check, ConstantModel, Failed, GradingCNN, LinearTwoClass, Student, Variation, close,
-                             memoised, need, remembered, show, side_effect_check, worst)
+from grading.harness import (binder, Check, close, ConstantModel, Failed, GradingCNN, LinearTwoClass,
+                             memoised, need, remembered, show, side_effect_check, Student, Variation, worst)
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
@@ -299,7 +298,7 @@ def check_reproducible(student: Student, variation: Variation) -> None:
 
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
-    bind = lambda check: partial(check, student, variation)  # noqa: E731
+    bind = binder(student, variation)
     rank_steps, rank_seed = ranking_settings(variation)
     return [
         ("area_under_curve: hand-derived areas", bind(check_auc)),

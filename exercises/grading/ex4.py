@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-from functools import partial
 
 import torch
 from torch import nn
 
-from grading.harness import (Check, Failed, Student, Variation, memoised, need, remembered, show, side_effect_check,
-                             written_check)
+from grading.harness import (binder, Check, Failed, memoised, need, remembered, show, side_effect_check,
+                             Student, Variation, written_check)
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
@@ -208,7 +207,7 @@ def check_hit_rate(student: Student, variation: Variation) -> None:
 
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
-    bind = lambda check: partial(check, student, variation)  # noqa: E731
+    bind = binder(student, variation)
     return [
         ("pointing_game: hand-derived hits and misses (strict tolerance, ties, channels, empty mask)",
          bind(check_pointing)),

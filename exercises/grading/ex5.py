@@ -1,11 +1,11 @@
 """Exercise 5 checks: a shortcut detector asked about models trained by the grader."""
 from __future__ import annotations
 
-from functools import partial
 
 import torch
 
-from grading.harness import Check, Failed, Student, Variation, close, need, remembered, show, side_effect_check
+from grading.harness import (binder, Check, close, Failed, need, remembered, show, side_effect_check, Student,
+                             Variation)
 
 import tasks  # noqa: E402
 
@@ -132,7 +132,7 @@ def hidden_name(seed: int, corner: str, shortcut: bool) -> str:
 
 def checks(student: Student | None, variation: Variation) -> list[Check]:
     """The checks, in the order they are printed; `student` is None to list their names only."""
-    bind = lambda check, *args: partial(check, student, variation, *args)  # noqa: E731
+    bind = binder(student, variation)
     return [
         ("marker_share: hand-derived shares (|.|, channels)", bind(check_share)),
         ("relies_on_marker: True for maps on the marker, False for maps spread evenly", bind(check_decision)),

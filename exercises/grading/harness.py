@@ -18,6 +18,7 @@ How a grading run goes (grade()):
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -139,24 +140,6 @@ def worst(ours: object, theirs: torch.Tensor) -> str:
     scale = float(theirs.abs().max())
     return f"a largest difference of {difference / scale:.1%} of the largest value" if scale > 0 else \
         f"a largest difference of {difference:.2g} (the answer is all zero)"
-
-
-def cached(function: Callable[[], object]) -> Callable[[], object]:
-    """Compute once per grading run (a failure is re-raised each time it is asked for)."""
-    store: dict[str, object] = {}
-
-    def get() -> object:
-        if "value" not in store:
-            try:
-                store["value"] = function()
-            except Exception as error:  # remembered, so every check that needs it fails alike
-                store["error"] = error
-                store["value"] = None
-        if "error" in store:
-            raise store["error"]
-        return store["value"]
-
-    return get
 
 
 # %% The course's files, guarded ----------------------------------------------------------------------
@@ -609,6 +592,11 @@ class Variation:
 # %% Running the checks ------------------------------------------------------------------------------------
 
 
+def binder(student: Student | None, variation: Variation) -> Callable[..., Callable[[], None]]:
+    """`bind(check, *args)`: the check function with the student, the variation and `args` bound."""
+    return lambda check, *args: functools.partial(check, student, variation, *args)
+
+
 def run_check(check: Check) -> tuple[bool, str]:
     """One line: `ok` or `FAIL` with the reason; the verdict is this process's own."""
     name, function = check
@@ -705,12 +693,11 @@ def memoised(*files: Path) -> Callable:
     anything the student's code returned. Callers must not mutate what they get (clone first).
     """
     def decorate(function: Callable[[Variation], object]) -> Callable[[Variation], object]:
+        @functools.wraps(function)
         def get(variation: Variation) -> object:
             key = (function.__module__, function.__qualname__, variation.seed, files_digest(files))
             return _kept(_MEMO, key, lambda: function(variation))
 
-        get.__name__, get.__qualname__, get.__doc__ = function.__name__, function.__qualname__, function.__doc__
-        get.__wrapped__ = function
         return get
 
     return decorate
