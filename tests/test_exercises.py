@@ -133,14 +133,41 @@ def test_a_patched_side_effect_observer_hides_nothing():
     assert any("no side effects" in line and "switched to eval" in line for line in fail_lines(output)), output
 
 
-@pytest.mark.parametrize("name, words, limit", [("ex1_loops_forever", "time limit", 3),
-                                                ("ex1_sleeps_at_import", "time limit", 3),
+@pytest.mark.parametrize("name, words, limit", [("ex1_loops_forever", "time limit", 1.5),
+                                                ("ex1_sleeps_at_import", "time limit", 1.5),
                                                 ("ex1_crashes_at_import", "RuntimeError: oops", 8)])
 def test_hostile_files_are_stopped_and_scored(name, words, limit):
     passed, total, output, _ = graded(1, submission(name), time_limit=limit)
     assert passed == 0 and total == 14, output
     assert words in output
     assert_well_formed(output, passed, total)
+
+
+def test_each_file_starts_from_a_clean_fork_and_a_killed_fork_server_is_replaced():
+    """The children are forked from a server that imported torch and the course once: what one file
+    does to its process (torch patched, the course's helpers removed, the server killed) reaches no
+    file graded after it."""
+    passed, total, output, _ = graded(1, submission("ex1_poisons_its_fork_server"))
+    assert passed < total, output
+    assert_well_formed(output, passed, total)
+    if sys.platform.startswith("linux"):  # where a child ends with its server (runner.child)
+        assert "ended the grading process (exit status -9)" in output, output
+    killed = harness._SERVER[0].process
+    assert killed.poll() is not None  # the file did kill its server
+    again, again_total, again_output, _ = graded(1, EXERCISES / "solutions" / grade.FILES[1], seed=5)
+    assert again == again_total, again_output
+    assert harness._SERVER[0].process is not killed and harness._SERVER[0].process.poll() is None
+
+
+def test_the_fork_server_kills_only_its_own_children():
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        server = harness.fork_server()
+        assert server.ask(f"kill {other.pid}") == other.pid
+        assert other.poll() is None  # not the server's child: untouched
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_flood_of_output_is_capped():

@@ -1,8 +1,11 @@
 """The child process of the grader: imports the student's file and calls its functions on request.
 
-    python exercises/grading/runner.py READ_FD WRITE_FD FILE
+    python exercises/grading/runner.py --fork-server SOCKET_FD
 
-It decides nothing. The grader (harness.py) sends a request (pickled with torch.save:
+The grader (harness.py) starts this once as a fork server: it imports torch, tasks.py and
+the course, then forks a fresh child for every file to grade (serve_forks()), so that
+grading many files pays that import once. Each child starts from the server's state, never
+from another child's, and holds nothing of the grader's. The child decides nothing. The grader (harness.py) sends a request (pickled with torch.save:
 a function name and arguments), this process calls the student's function and sends
 back what came out, made of plain values only (tensors, numbers, strings, lists,
 tuples, dicts), which the grader loads with torch.load(weights_only=True) and
@@ -22,6 +25,9 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import select
+import signal
+import socket
 import sys
 import traceback
 import types
@@ -156,8 +162,8 @@ def serve(requests, replies, path: Path) -> None:
         send(replies, reply)
 
 
-def main() -> None:
-    read_fd, write_fd, path = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]).resolve()
+def main(read_fd: int, write_fd: int, path: Path) -> None:
+    """One child: serve the grader's requests about the file at `path` on the two pipes."""
     requests, replies = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
     warnings.simplefilter("ignore")
     observing = seal([side_effects.observe, side_effects.hooks_left], vars(side_effects))
@@ -165,5 +171,96 @@ def main() -> None:
     own["serve"](requests, replies, path)
 
 
+# %% The fork server -----------------------------------------------------------------------------------
+
+
+def child(read_fd: int, write_fd: int, request: dict, server: int) -> int:
+    """In a fresh fork of the server (pid `server`): set up as a new `python` would be for this file,
+    then serve; the exit status."""
+    if sys.platform.startswith("linux"):  # ends with the server, should the student's code kill it
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != server:
+        return 1
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if request["append"] else os.O_TRUNC)
+    for fd, name in ((1, request["stdout"]), (2, request["stderr"])):
+        target = os.open(name, flags, 0o600)
+        os.dup2(target, fd)
+        os.close(target)
+    os.chdir(request["folder"])
+    sys.argv = [str(Path(__file__).resolve()), request["path"]]
+    status = 0
+    try:
+        main(read_fd, write_fd, Path(request["path"]).resolve())
+    except SystemExit as error:
+        status = error.code if isinstance(error.code, int) else 0 if error.code is None else 1
+    except BaseException:  # noqa: BLE001  (as an uncaught error would end a python process)
+        traceback.print_exc()
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+    return status
+
+
+def serve_forks(control: socket.socket) -> None:
+    """Fork a child per request until the grader closes `control`; report each child's exit status.
+
+    A request is a line of words (the file, the child's folder, its stdout and stderr files,
+    whether to append to them, as JSON) with three file descriptors: the child's ends of its two pipes
+    and the write end of a pipe on which its exit status will come (4 bytes, as
+    subprocess.Popen.returncode counts it). The reply is the child's pid. `kill PID` kills a
+    child of this server that has not been reaped, and no other process (its reply: PID). One
+    request at a time: the grader waits for each reply before it sends the next.
+    """
+    import json
+
+    children: dict[int, int] = {}  # pid -> where its exit status goes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
+    while True:
+        ready, _, _ = select.select([control], [], [], 0.05)
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            if pid in children:
+                end = children.pop(pid)
+                os.write(end, os.waitstatus_to_exitcode(status).to_bytes(4, "big", signed=True))
+                os.close(end)
+        if not ready:
+            continue
+        message, fds, _, _ = socket.recv_fds(control, 1 << 16, 3)
+        if not message:
+            break
+        words = message.decode()
+        if words.startswith("kill "):
+            pid = int(words.split()[1])
+            if pid in children:
+                os.kill(pid, signal.SIGKILL)
+            for fd in fds:
+                os.close(fd)
+            control.sendall(pid.to_bytes(8, "big"))
+            continue
+        read_fd, write_fd, status_end = fds
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            for end in (status_end, *children.values()):
+                os.close(end)
+            control.close()
+            os._exit(child(read_fd, write_fd, json.loads(words), server))
+        os.close(read_fd), os.close(write_fd)
+        children[pid] = status_end
+        control.sendall(pid.to_bytes(8, "big"))
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] != ["--fork-server"] or len(sys.argv) != 3:
+        sys.exit("usage: python exercises/grading/runner.py --fork-server SOCKET_FD (the grader starts it)")
+    serve_forks(socket.socket(fileno=int(sys.argv[2])))
