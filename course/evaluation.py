@@ -34,6 +34,12 @@ gradcam = utils.load_lecture("05_gradcam")
 guided = utils.load_lecture("06_guided_backpropagation")
 ggc = utils.load_lecture("07_guided_gradcam")
 
+
+def inputs(n: int) -> str:
+    """'1 input', '2 inputs'."""
+    return f"{n} input{'' if n == 1 else 's'}"
+
+
 TOLERANCE = 15  # the pointing game's tolerance at 224 pixels (Zhang et al.; TorchRay)
 STROKE = 0.5  # a digit's ground truth: pixels brighter than half
 SENSITIVITY_N = (0.002, 0.01, 0.05, 0.2, 0.5)  # subset sizes, as fractions of H * W
@@ -215,7 +221,7 @@ def prepare(args) -> Run:
         attention = [None if m is None else m.float() for m in masks]
         source = "the course's hand-drawn object masks (data/ground_truth.json)"
     n = demo.x.shape[0]
-    print(f"\n{n} inputs of {h}x{w} on {demo.network}; LIME and SHAP explain a {lecture.GRID}x{lecture.GRID} "
+    print(f"\n{inputs(n)} of {h}x{w} on {demo.network}; LIME and SHAP explain a {lecture.GRID}x{lecture.GRID} "
           f"grid of cells. Human agreement is measured against {source}.")
     if human is None:
         print("  These are not human attention: no eye-tracking or clicks went into them. They say where\n"
@@ -354,7 +360,7 @@ def measure_curves(run: Run, maps: dict) -> dict:
             curves[kind, name] = fn(run.model, run.x, heat, run.classes, steps, batch_size=batch)
             aucs[kind, name] = lecture.area_under_curve(curves[kind, name]).cpu()
             record(run, name, f"{kind} AUC", aucs[kind, name])
-    print(f"\nDeletion and insertion AUC, median over {n} inputs ({steps} steps; deletion: low is good, "
+    print(f"\nDeletion and insertion AUC, median over {inputs(n)} ({steps} steps; deletion: low is good, "
           "insertion: high is good; in brackets the method's own order reversed)")
     med = {key: float(v.median()) for key, v in aucs.items()}
     for name in maps:
@@ -408,7 +414,7 @@ def measure_masks(run: Run, maps: dict) -> None:
         record(run, pointing_chance, "pointing game", near_rate(torch.ones_like(mask), mask, tolerance), have)
     run.pointing_chance = pointing_chance
     table = summary(run, ("pointing game", "relevance mass", "relevance rank"))
-    print(f"\nAgreement with the object ({len(have)} inputs; medians; pointing game: mean hit rate, "
+    print(f"\nAgreement with the object ({inputs(len(have))}; medians; pointing game: mean hit rate, "
           f"tolerance {tolerance:.3g} px)")
     print(f"  {'':>22}  {'pointing game':>14}{'relevance mass':>16}{'relevance rank':>16}")
     for name in [*maps, pointing_chance, "chance: centre point", "chance: mask area"]:
@@ -447,7 +453,7 @@ def measure_human(run: Run, maps: dict) -> None:
     record(run, "chance: smooth random map", "human agreement (CC)",
            lecture.human_agreement(chance, attention).float(), have)
     table = summary(run, ("human agreement (CC)",))
-    print(f"\nHuman agreement: CC against {run.attention_source}, {len(have)} inputs (median; chance: a "
+    print(f"\nHuman agreement: CC against {run.attention_source}, {inputs(len(have))} (median; chance: a "
           "smooth random map, which has a real map's blobs but no reason)")
     for k in [*maps, "chance: smooth random map"]:
         print(f"  {k.removeprefix('chance: '):>22}: {table[(k, 'human agreement (CC)')]}")
@@ -518,7 +524,7 @@ def measure_stability(run: Run, maps: dict) -> None:
                                                               for i in range(some)])
     table = summary(run, ("max-sensitivity", "infidelity", "seed agreement"))
     print(f"\nStability (medians): max-sensitivity under uniform noise of radius {radius:.3g} ({s['draws']} "
-          f"draws, {rows} inputs; low is stable),\n  infidelity with N(0, 0.1^2) nudges ({s['infidelity']} "
+          f"draws, {inputs(rows)}; low is stable),\n  infidelity with N(0, 0.1^2) nudges ({s['infidelity']} "
           "draws; low is faithful), and the rank correlation of two seeds (high is stable)")
     print(f"  {'':>22}  {'max-sensitivity':>14}{'infidelity':>16}{'seed agreement':>16}")
     for name in [*maps, "chance: random map redrawn", "chance: zero map", "chance: two random maps"]:
@@ -695,7 +701,7 @@ def by_verdict(rows: list[dict], method: str) -> dict[str, list[str]]:
 def guide_markdown(run: Run, rows: list[dict]) -> str:
     """The guide's words, each generated from a verdict of the CSV (Wilcoxon against a chance line)."""
     n = run.x.shape[0]
-    lines = [f"# Method guide: {run.demo.network}, {n} inputs", "",
+    lines = [f"# Method guide: {run.demo.network}, {inputs(n)}", "",
              f"Every verdict is a two-sided Wilcoxon signed-rank test (p < {ALPHA}) of a method's per-input "
              "values against the chance line named in 08_method_guide_" + run.track + ".csv; 'too few "
              f"inputs' below {MIN_PAIRS} pairs."]
@@ -841,7 +847,7 @@ def plot_curves(run: Run, measured: dict, names: list[str]):
         chance = float(aucs[kind, smooth_name].median())
         ax.axhline(chance, color="k", ls="--", label="smooth random map (the chance line)")
         ax.set_xticks(at, [SHORT[n] for n in names], rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(f"median {kind} AUC over {run.x.shape[0]} inputs")
+        ax.set_ylabel(f"median {kind} AUC over {inputs(run.x.shape[0])}")
         ax.set_title(f"{kind} AUC: " + ("LOW is good: the prediction falls fast" if kind == "deletion" else
                                         "HIGH is good: the prediction returns fast"), fontsize=10)
         ax.set_ylim(0, max(own + flipped + [chance]) * 1.35)  # room for the legend above the bars
@@ -883,7 +889,7 @@ def plot_pointing(run: Run, maps: dict, row: int):
     ax_bar.set_ylim(0, 1.15)
     ax_bar.set_ylabel("mean over the inputs with a mask (higher is better)")
     count = len(table.get((names[0], "pointing game"), []))
-    ax_bar.set_title(f"agreement with the object's mask, {count} inputs "
+    ax_bar.set_title(f"agreement with the object's mask, {inputs(count)} "
                      "(the last two groups are chance lines;\nfor scale, TorchRay with VGG16 on VOC07: "
                      "centre 69.6%, Grad-CAM 86.6%)", fontsize=9)
     ax_bar.legend(fontsize=8, ncol=3, loc="upper left")
