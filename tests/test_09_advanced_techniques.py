@@ -699,6 +699,21 @@ UCI_FLOOR = 0.78
 # --- End to end ------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def photo_parts_only(monkeypatch):
+    """main() on the ImageNet track without the parts that explain only the shipped digit networks
+    and the wines whatever --model says (the attack on the digit CNN, the digit ViT, the flat digits,
+    the tabular demo): test_main_quick_on_the_mnist_track runs those; these tests are about the photos."""
+    attack = L9.run_attack
+    monkeypatch.setattr(L9, "run_attack", lambda args, on, epsilon: None if on.track == "mnist" else
+                        attack(args, on, epsilon))
+    vit = L9.run_vit
+    monkeypatch.setattr(L9, "run_vit", lambda args, demo, target: None if demo.model_name != "vit_b_16" else
+                        vit(args, demo, target))
+    monkeypatch.setattr(L9.show, "run_flat_digits", lambda *args: None)
+    monkeypatch.setattr(L9, "run_tabular", lambda args: None)
+
+
 def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     L9.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
@@ -740,15 +755,16 @@ def cached(monkeypatch, tmp_path):
     return install
 
 
-def test_main_quick_on_the_imagenet_track_with_vgg16(cached, tmp_path, capsys):
+def test_main_quick_on_the_imagenet_track_with_vgg16(cached, photo_parts_only, tmp_path, capsys):
     cached("vgg16", small_vgg16)
-    L9.main(["--quick", "--model", "vgg16", "--out-dir", str(tmp_path)])
+    L9.main(["--quick", "--model", "vgg16", "--image", str(ROOT / "data" / "cat_chelsea.png"),
+             "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert (tmp_path / "09_lrp_imagenet.png").stat().st_size > 10_000
     assert "conv or linear" in out and "conserved" in out
 
 
-def test_main_quick_on_the_imagenet_track_with_a_vit(cached, tmp_path, capsys):
+def test_main_quick_on_the_imagenet_track_with_a_vit(cached, photo_parts_only, tmp_path, capsys):
     cached("vit_b_16", small_vit_b_16)
     L9.main(["--quick", "--model", "vit_b_16", "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
@@ -756,8 +772,10 @@ def test_main_quick_on_the_imagenet_track_with_a_vit(cached, tmp_path, capsys):
     assert "LRP cannot explain vit_b_16" in out and "7x7 grid" in out
 
 
-def test_main_quick_explains_a_resnet_with_batchnorm_and_residual_sums(cached_small_resnet18, tmp_path, capsys):
-    L9.main(["--quick", "--model", "resnet18", "--out-dir", str(tmp_path)])
+def test_main_quick_explains_a_resnet_with_batchnorm_and_residual_sums(cached_small_resnet18, photo_parts_only,
+                                                                       tmp_path, capsys):
+    L9.main(["--quick", "--model", "resnet18", "--image", str(ROOT / "data" / "cat_chelsea.png"),
+             "--out-dir", str(tmp_path)])  # one photo: the pipeline is the point
     out = capsys.readouterr().out
     assert "Merging BatchNorm gives each conv a bias" in out and "each of the 4 sums" in out  # one per BasicBlock of small_resnet
     assert "every share accounted for" in out and ": conserved" in out
