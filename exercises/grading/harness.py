@@ -5,9 +5,9 @@ How a grading run goes (grade()):
    one stops the grading before it starts (the student is not to blame).
 2. A child process (forked by runner.py's fork server, cwd a fresh temporary folder) imports
    the student's file. Each check asks it to call one of the student's functions
-   (Student.call); the child sends back
-   plain values (tensors, numbers, strings, lists, dicts), loaded here with
-   torch.load(weights_only=True), and the check compares them with the grader's own answer.
+   (Student.call); the child sends back plain values (tensors, numbers, strings, lists,
+   dicts), loaded here with torch.load(weights_only=True), and the check compares them
+   with the grader's own answer.
    So nothing the student's code does to its own process (patching the grader's modules,
    printing a score, exiting with 0) can award a point.
 3. The whole exercise has a time limit for the child's work (time_limit seconds); when it
@@ -261,7 +261,7 @@ class ForkServer:
                 if not chunk:
                     raise EOFError("the grader's fork server ended")
                 reply += chunk
-        except (socket.timeout, OSError):
+        except OSError:  # socket.timeout included
             self.process.kill()  # and its children with it (runner.child)
             raise EOFError("the grader's fork server did not answer") from None
         return int.from_bytes(reply, "big")

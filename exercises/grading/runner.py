@@ -5,8 +5,10 @@
 The grader (harness.py) starts this once as a fork server: it imports torch, tasks.py and
 the course, then forks a fresh child for every file to grade (serve_forks()), so that
 grading many files pays that import once. Each child starts from the server's state, never
-from another child's, and holds nothing of the grader's. The child decides nothing. The grader (harness.py) sends a request (pickled with torch.save:
-a function name and arguments), this process calls the student's function and sends
+from another child's, and holds nothing of the grader's.
+
+The child decides nothing. The grader sends a request (pickled with torch.save:
+a function name and arguments), the child calls the student's function and sends
 back what came out, made of plain values only (tensors, numbers, strings, lists,
 tuples, dicts), which the grader loads with torch.load(weights_only=True) and
 checks in its own process. Anything the student's code does here (patching modules,
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import select
 import signal
@@ -210,16 +213,15 @@ def child(read_fd: int, write_fd: int, request: dict, server: int) -> int:
 def serve_forks(control: socket.socket) -> None:
     """Fork a child per request until the grader closes `control`; report each child's exit status.
 
-    A request is a line of words (the file, the child's folder, its stdout and stderr files,
-    whether to append to them, as JSON) with three file descriptors: the child's ends of its two pipes
+    A request is a JSON object (the file, the child's folder, its stdout and stderr files,
+    whether to append to them) with three file descriptors: the child's ends of its two pipes
     and the write end of a pipe on which its exit status will come (4 bytes, as
     subprocess.Popen.returncode counts it). The reply is the child's pid. `kill PID` kills a
     child of this server that has not been reaped, and no other process (its reply: PID). One
     request at a time: the grader waits for each reply before it sends the next.
     """
-    import json
-
     children: dict[int, int] = {}  # pid -> where its exit status goes
+    server = os.getpid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     while True:
         ready, _, _ = select.select([control], [], [], 0.05)
@@ -246,7 +248,6 @@ def serve_forks(control: socket.socket) -> None:
             control.sendall(pid.to_bytes(8, "big"))
             continue
         read_fd, write_fd, status_end = fds
-        server = os.getpid()
         pid = os.fork()
         if pid == 0:
             for end in (status_end, *children.values()):
