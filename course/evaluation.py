@@ -314,7 +314,8 @@ def explain_all(run: Run) -> dict[str, torch.Tensor]:
         evaluations[name] = count[0] / n
     print("\nCost per image (model evaluations count forward passes; gradients add a backward each):")
     for name in maps:
-        print(f"  {name:>20}: {seconds[name]:8.3f} s  {evaluations[name]:7.0f} evaluations")
+        print(f"  {name:>20}: {seconds[name]:8.3f} s  {evaluations[name]:7.0f} "
+              f"evaluation{'' if round(evaluations[name]) == 1 else 's'}")
     run.seconds = seconds
     return maps
 
