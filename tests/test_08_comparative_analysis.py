@@ -623,7 +623,7 @@ def test_a_small_full_digit_run_has_verdicts_that_follow_from_its_measurements(t
 
 
 def test_main_quick_on_the_imagenet_track(tmp_path, cached_small_resnet18, capsys):
-    comparative.main(["--quick", "--image", str(ROOT / "data" / "cat_chelsea.png"), "--out-dir", str(tmp_path)])
+    comparative.main(["--quick", "--image", str(ROOT / "data" / "grace_hopper.jpg"), "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out  # one photo: the pipeline is the point (the digit tests measure verdicts)
     assert "Agreement with the object (1 input;" in out
     for name in ("side_by_side", "deletion_insertion", "pointing_game", "sensitivity_n", "stability",

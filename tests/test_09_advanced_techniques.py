@@ -253,7 +253,7 @@ def test_lrp_conserves_on_efficientnet_lite0(lite0, photo):
 def photo():
     from PIL import Image
 
-    return realnet.preprocess(Image.open(ROOT / "data" / "cat_chelsea.png").convert("RGB"))
+    return realnet.preprocess(Image.open(ROOT / "data" / "grace_hopper.jpg").convert("RGB"))
 
 
 def test_refuses_a_batchnorm_that_follows_no_conv():
@@ -757,7 +757,7 @@ def cached(monkeypatch, tmp_path):
 
 def test_main_quick_on_the_imagenet_track_with_vgg16(cached, photo_parts_only, tmp_path, capsys):
     cached("vgg16", small_vgg16)
-    L9.main(["--quick", "--model", "vgg16", "--image", str(ROOT / "data" / "cat_chelsea.png"),
+    L9.main(["--quick", "--model", "vgg16", "--image", str(ROOT / "data" / "grace_hopper.jpg"),
              "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert (tmp_path / "09_lrp_imagenet.png").stat().st_size > 10_000
@@ -774,7 +774,7 @@ def test_main_quick_on_the_imagenet_track_with_a_vit(cached, photo_parts_only, t
 
 def test_main_quick_explains_a_resnet_with_batchnorm_and_residual_sums(cached_small_resnet18, photo_parts_only,
                                                                        tmp_path, capsys):
-    L9.main(["--quick", "--model", "resnet18", "--image", str(ROOT / "data" / "cat_chelsea.png"),
+    L9.main(["--quick", "--model", "resnet18", "--image", str(ROOT / "data" / "grace_hopper.jpg"),
              "--out-dir", str(tmp_path)])  # one photo: the pipeline is the point
     out = capsys.readouterr().out
     assert "Merging BatchNorm gives each conv a bias" in out and "each of the 4 sums" in out  # one per BasicBlock of small_resnet
