@@ -30,6 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+import demos
 import utils
 
 QUICK_PHOTOS = 2  # --quick explains this many photos ...
@@ -86,7 +87,7 @@ def title_of(name: str, prediction: Sequence[tuple[str, float]]) -> str:
     return f"{utils.shorten(name, 18)}\npredicted '{utils.shorten(label, 16)}' ({probability:.0%})"
 
 
-def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
+def plot_imagenet(demo: demos.Demo, grads: torch.Tensor, predictions, explained: list[str]):
     """Per photo: photo | max over channels of |dS_c/dx| | that map over the photo."""
     images = demo.display()
     heat = utils.scale_for_display(utils.reduce_channels(grads, "max_abs"))  # (N, H, W) in [0, 1]
@@ -100,7 +101,7 @@ def plot_imagenet(demo: utils.Demo, grads: torch.Tensor, predictions, explained:
     return fig
 
 
-def plot_mnist(demo: utils.Demo, grads: torch.Tensor, predictions, explained: list[str]):
+def plot_mnist(demo: demos.Demo, grads: torch.Tensor, predictions, explained: list[str]):
     """Per digit: digit | |dS_c/dx| | signed dS_c/dx on a colour map centred at zero.
 
     The digit's outline is drawn on both maps, to show how much of the gradient lies off the ink.
@@ -126,9 +127,9 @@ def plot_mnist(demo: utils.Demo, grads: torch.Tensor, predictions, explained: li
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     args = utils.make_parser(__doc__).parse_args(argv)
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
     predictions = utils.top_k(logits, demo.categories, k=5)
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\nTop-5 predictions, {demo.network} (softmax probabilities):")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
-    utils.print_what_photos_show(demo, target, logits)
+    demos.print_what_photos_show(demo, target, logits)
 
     # One batched call explains every example; the signed gradient keeps both figures' data.
     grads = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)

@@ -35,6 +35,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+import demos
 import utils
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
@@ -104,7 +105,7 @@ def share_on(pixels: torch.Tensor, grads: torch.Tensor, attributions: torch.Tens
 # %% Figures --------------------------------------------------------------------------
 
 
-def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
+def plot_imagenet(demo: demos.Demo, grads, attributions, explained):
     """Per photo: photo | |dS/dx| | |x * dS/dx| | x * dS/dx signed.
 
     The two magnitudes share a colour map and a scale (each map's 99th percentile = 1),
@@ -129,7 +130,7 @@ def plot_imagenet(demo: utils.Demo, grads, attributions, explained):
     return fig
 
 
-def plot_mnist(demo: utils.Demo, grads, attributions, explained):
+def plot_mnist(demo: demos.Demo, grads, attributions, explained):
     """Per digit: digit | signed dS/dx | signed x * dS/dx: the black background goes blank."""
     images = demo.display()
     gradient = utils.scale_for_display(utils.reduce_channels(grads, "sum"), signed=True)
@@ -152,15 +153,15 @@ def plot_mnist(demo: utils.Demo, grads, attributions, explained):
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     args = utils.make_parser(__doc__).parse_args(argv)
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
         zero_scores = demo.model(torch.zeros_like(demo.x))  # (N, K) the scores at x = 0
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
-    utils.print_what_photos_show(demo, target, logits)
+    demos.print_what_photos_show(demo, target, logits)
 
     grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
     attributions = gradient_x_input(demo.model, demo.x, target)  # (N, C, H, W)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import demos
 import utils
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
@@ -120,7 +121,7 @@ def noisy_copy(x: torch.Tensor, noise_level: float, generator: torch.Generator) 
 # %% Figures --------------------------------------------------------------------------
 
 
-def for_display(demo: utils.Demo, maps: torch.Tensor) -> np.ndarray:
+def for_display(demo: demos.Demo, maps: torch.Tensor) -> np.ndarray:
     """(N, H, W) maps as drawn. Photos: the largest |value| over RGB, as in lecture 1. Digits:
     signed, because on a black background every unit is off and the gradient is exactly 0,
     while the noise turns them on, so SmoothGrad also says what ink there would do (red: raise
@@ -130,11 +131,11 @@ def for_display(demo: utils.Demo, maps: torch.Tensor) -> np.ndarray:
     return utils.scale_for_display(utils.reduce_channels(maps, "max_abs"))
 
 
-def show_map(ax, demo: utils.Demo, heat: np.ndarray, title: str, outline: np.ndarray | None) -> None:
+def show_map(ax, demo: demos.Demo, heat: np.ndarray, title: str, outline: np.ndarray | None) -> None:
     utils.show_heatmap(ax, heat, title, signed=demo.track == "mnist", outline=outline, bar=False)
 
 
-def map_bar(fig, demo: utils.Demo, axes, what: str = "") -> None:
+def map_bar(fig, demo: demos.Demo, axes, what: str = "") -> None:
     """The one colour bar of the maps drawn by show_map."""
     if demo.track == "mnist":
         utils.shared_colorbar(fig, axes, signed=True, label=f"{what}red +, blue -, 1 = 99th pct of |value|")
@@ -142,7 +143,7 @@ def map_bar(fig, demo: utils.Demo, axes, what: str = "") -> None:
         utils.shared_colorbar(fig, axes, label=f"{what}|value|, max over RGB, 1 = 99th pct")
 
 
-def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noise_levels, sample_counts,
+def plot_grid(demo: demos.Demo, maps: dict[tuple[float, int], torch.Tensor], noise_levels, sample_counts,
               explained: str, generator: torch.Generator, structures: dict[tuple[float, int], float]):
     """Row 0: one noisy copy at each noise level. Below: SmoothGrad by sample count (rows)."""
     if N_SAMPLES in sample_counts and 0.1 in noise_levels:
@@ -166,7 +167,7 @@ def plot_grid(demo: utils.Demo, maps: dict[tuple[float, int], torch.Tensor], noi
     return fig
 
 
-def plot_comparison(demo: utils.Demo, grads, smooth, smooth_sq, explained, n_samples, noise_level):
+def plot_comparison(demo: demos.Demo, grads, smooth, smooth_sq, explained, n_samples, noise_level):
     """Per example: input | vanilla gradient | SmoothGrad | SmoothGrad-Squared | SmoothGrad over the image."""
     images = demo.display()
     heats = [for_display(demo, m) for m in (grads, smooth)]
@@ -204,14 +205,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=utils.int_in_range(1, 100_000), default=BATCH_SIZE,
                         help="noisy copies per forward pass (memory, not results)")
     args = parser.parse_args(argv)
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS, quick_size=QUICK_SIZE)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     n_samples = args.n_samples or (QUICK_SAMPLES if args.quick else N_SAMPLES)
     progress = not args.quick
     generator = torch.Generator().manual_seed(args.seed)
     classes, explained = demo.explained_classes(target)  # (N,) and their names
-    utils.print_what_photos_show(demo, target)
+    demos.print_what_photos_show(demo, target)
 
     # sigma in input units: what "15% noise" means for these very inputs.
     low, high = demo.x.flatten(1).amin(1), demo.x.flatten(1).amax(1)

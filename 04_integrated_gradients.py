@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import demos
 import utils
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
@@ -234,7 +235,7 @@ def rule_errors(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, b
 # %% Baselines: what "nothing" means -----------------------------------------------------
 
 
-def baselines_for(demo: utils.Demo, draws: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def baselines_for(demo: demos.Demo, draws: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Four ideas of an empty input, each in the model's input space; noise has `draws` copies."""
     from torchvision.transforms.functional import gaussian_blur
 
@@ -272,7 +273,7 @@ def ig_for_baseline(model, x, target, baseline, steps, batch_size):
 # %% Figures --------------------------------------------------------------------------
 
 
-def plot_path(demo: utils.Demo, x_baseline: torch.Tensor, classes: torch.Tensor, explained: str):
+def plot_path(demo: demos.Demo, x_baseline: torch.Tensor, classes: torch.Tensor, explained: str):
     """The first example at a few points of the straight path, and its class score along it."""
     import matplotlib.ticker as ticker
 
@@ -307,7 +308,7 @@ def plot_path(demo: utils.Demo, x_baseline: torch.Tensor, classes: torch.Tensor,
     return fig
 
 
-def plot_baselines(demo: utils.Demo, baselines: dict[str, torch.Tensor],
+def plot_baselines(demo: demos.Demo, baselines: dict[str, torch.Tensor],
                    results: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rows: int):
     """Row 0: the baselines of the first example. Then per example: IG from each baseline."""
     names = list(baselines)
@@ -422,15 +423,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=utils.int_in_range(1, 100_000), default=BATCH_SIZE,
                         help="path points per forward pass (memory, not results)")
     args = parser.parse_args(argv)
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS, quick_size=QUICK_SIZE)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     steps = args.steps or (QUICK_STEPS if args.quick else STEPS)
     tolerance = args.tolerance or TOLERANCE
     progress = not args.quick
     generator = torch.Generator().manual_seed(args.seed)
     classes, explained = demo.explained_classes(target)  # (N,) and their names
-    utils.print_what_photos_show(demo, target)
+    demos.print_what_photos_show(demo, target)
     black = demo.black()
 
     # 1. Completeness from the black baseline: each example's error against the paper's 5%.

@@ -38,28 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import demos
 import utils
 
 QUICK_PHOTOS = 2  # --quick explains the composite and the cat photo ...
 QUICK_DIGITS = 4  # ... or this many digits
 DIGITS = 6
 PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
-# The layer each demo reads, an output after its activation (why: see utils.CAM_LAYERS,
-# which lecture 7 shares). Edit the table there. The method's own default (layer=None)
-# is the last nn.Conv2d.
-DEMO_LAYER = utils.CAM_LAYERS
-# Four depths per network for the layer figure, shallow to deep, each what the next layer
-# reads: after a ReLU, or for EfficientNet-Lite0 a block's output (its MBConv blocks end
-# without an activation, and their inner ReLU6 maps leave Grad-CAM almost nothing positive).
-STAGES = {
-    "resnet18": ["layer1", "layer2", "layer3", "layer4"],
-    "resnet50": ["layer1", "layer2", "layer3", "layer4"],
-    "vgg16": ["features.8", "features.15", "features.22", "features.29"],
-    "efficientnet_lite0": ["_blocks.2", "_blocks.4", "_blocks.10", "_swish"],
-    "mnist": ["features.3", "features.8", "features.11", "features.13"],
-}
-
-
 # %% The method ---------------------------------------------------------------------
 
 
@@ -131,7 +116,7 @@ def mass_left(cam: torch.Tensor) -> list[float]:
     return (cam[..., : w // 2].flatten(1).sum(1) / total).tolist()
 
 
-def plot_layers(demo: utils.Demo, index: int, layers: list[str], small: list[torch.Tensor],
+def plot_layers(demo: demos.Demo, index: int, layers: list[str], small: list[torch.Tensor],
                 large: list[torch.Tensor], names: list[str], alike: list[float]):
     """Row 0: the first class's map at each layer's own resolution. Rows 1 and 2: each class's
     map upsampled over the image, with the two maps' rank correlation."""
@@ -172,19 +157,19 @@ def plot_classes(rows, title: str):
     return fig
 
 
-def classes_to_explain(demo: utils.Demo, logits: torch.Tensor, index: int, target) -> list[int]:
-    """Two classes for one image: --target first when given, else utils.contrast_classes' pair."""
-    classes = utils.contrast_classes(demo, logits, index)
+def classes_to_explain(demo: demos.Demo, logits: torch.Tensor, index: int, target) -> list[int]:
+    """Two classes for one image: --target first when given, else demos.contrast_classes' pair."""
+    classes = demos.contrast_classes(demo, logits, index)
     if target is None:
         return classes
     return [target] + [c for c in classes if c != target][:1]
 
 
-def layer_title(demo: utils.Demo, layer: str | None) -> str:
+def layer_title(demo: demos.Demo, layer: str | None) -> str:
     return "the last conv" if layer is None else utils.layer_label(layer)
 
 
-def depth_verdict(stages: list[str], alike: list[float], demo: utils.Demo) -> str:
+def depth_verdict(stages: list[str], alike: list[float], demo: demos.Demo) -> str:
     """One sentence from the numbers: at which depth the two classes' maps differ most."""
     known = [(r, s) for r, s in zip(alike, stages) if r == r]  # NaN: a map with no positive evidence
     if len(known) < 2:
@@ -197,7 +182,7 @@ def depth_verdict(stages: list[str], alike: list[float], demo: utils.Demo) -> st
                if deepest else f"on {demo.names[0]} the deepest layer is not the most class-specific one."))
 
 
-def print_border_cells(demo: utils.Demo, cams: list[torch.Tensor], small: torch.Tensor) -> list[float]:
+def print_border_cells(demo: demos.Demo, cams: list[torch.Tensor], small: torch.Tensor) -> list[float]:
     """Digits: how much Grad-CAM sits on empty border cells, which upsampling stretches to the edge.
 
     `small` is (N, 1, 7, 7) at the demo layer; a cell is empty when no pixel under it is
@@ -236,7 +221,7 @@ def print_border_cells(demo: utils.Demo, cams: list[torch.Tensor], small: torch.
 # %% The demo -------------------------------------------------------------------------
 
 
-def other_networks(args, demo: utils.Demo) -> list[tuple[str, nn.Module, torch.Tensor, list[int], str]]:
+def other_networks(args, demo: demos.Demo) -> list[tuple[str, nn.Module, torch.Tensor, list[int], str]]:
     """VGG-16 on the composite (not with --quick) and the digit CNN, when their weights are here."""
     rows = []
     if not args.quick and demo.model_name != "vgg16":
@@ -249,36 +234,36 @@ def other_networks(args, demo: utils.Demo) -> list[tuple[str, nn.Module, torch.T
             x = utils.preprocess(images, transform).to(demo.device)
             with torch.no_grad():
                 logits = vgg.to(demo.device)(x)
-            cat = int(torch.tensor(utils.CAT_CLASSES)[logits[0, list(utils.CAT_CLASSES)].argmax().cpu()])
-            rows.append(("vgg16", vgg, x.expand(2, -1, -1, -1), [cat, utils.ESPRESSO], DEMO_LAYER["vgg16"]))
+            cat = int(torch.tensor(demos.CAT_CLASSES)[logits[0, list(demos.CAT_CLASSES)].argmax().cpu()])
+            rows.append(("vgg16", vgg, x.expand(2, -1, -1, -1), [cat, demos.ESPRESSO], utils.NETWORKS["vgg16"].cam_layer))
     try:
         digits_model = utils.load_mnist_cnn()
-        digits, labels, _ = utils.load_digits(3)
+        digits, labels, _ = demos.load_digits(3)
     except utils.InputError as error:  # data/ is incomplete: the lecture goes on without this row
         print(f"Digit CNN panel skipped: {error}")
     else:
         digits_model, digits = digits_model.to(demo.device), digits.to(demo.device)
-        rows.append(("digit CNN", digits_model, digits, labels, DEMO_LAYER["mnist"]))
+        rows.append(("digit CNN", digits_model, digits, labels, utils.NETWORKS["mnist"].cam_layer))
     return rows
 
 
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     parser = utils.make_parser(__doc__)
-    utils.add_layer_flag(parser)
+    demos.add_layer_flag(parser)
     args = parser.parse_args(argv)
-    utils.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+    demos.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
-    layer = utils.demo_layer(args, demo)
-    target = utils.demo_target(args, demo)
+    layer = demos.demo_layer(args, demo)
+    target = demos.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
     predictions = utils.top_k(logits, demo.categories, k=3)
     print(f"\nTop-3 predictions of {demo.network}:")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
-    utils.print_what_photos_show(demo, target, logits)
+    demos.print_what_photos_show(demo, target, logits)
 
     # The sanity check: the map is as coarse as the layer; upsampling only smooths it.
     print(f"\nGrad-CAM at {layer_title(demo, layer)}:")
@@ -305,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # classes' maps differ more there? Their rank correlation per layer measures it.
     one = demo.x[:1]  # every figure explains the first image (the first --image)
     pair = classes_to_explain(demo, logits, 0, target)
-    stages = STAGES.get(demo.model_name) or utils.conv_layer_names(demo.model)[-4:]
+    stages = list(utils.NETWORKS[demo.model_name].stages) or utils.conv_layer_names(demo.model)[-4:]
     twice = one.expand(2, -1, -1, -1)  # the image once per class
     pairs = [grad_cam(demo.model, twice, pair, s, upsample=False) for s in stages]  # (2, 1, h, w) each
     # What upsample=True does, done here once so that each layer costs one backward pass.

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import demos
 import utils
 
 vanilla_gradient = utils.load_lecture("01_vanilla_gradient_saliency").vanilla_gradient
@@ -190,7 +191,7 @@ def checkerboard_share(maps: torch.Tensor) -> list[float]:
 # %% Figures --------------------------------------------------------------------------
 
 
-def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.Tensor, explained: list[str],
+def plot_versus_vanilla(demo: demos.Demo, vanilla: torch.Tensor, guided: torch.Tensor, explained: list[str],
                         grid: list[float]):
     """Per example: image | vanilla |dS/dx| | guided backprop (magnitude) | guided backprop (signed)."""
     images = demo.display()
@@ -211,7 +212,7 @@ def plot_versus_vanilla(demo: utils.Demo, vanilla: torch.Tensor, guided: torch.T
     return fig
 
 
-def plot_two_classes(demo: utils.Demo, index: int, classes: list[int], vanilla: torch.Tensor,
+def plot_two_classes(demo: demos.Demo, index: int, classes: list[int], vanilla: torch.Tensor,
                      guided: torch.Tensor, scores: dict[str, tuple[float, float]]):
     """Two rows (vanilla, guided), one column per class: does the map change with the class?"""
     image = demo.display()[index]
@@ -242,9 +243,9 @@ def count_rectifiers(model: nn.Module) -> str:
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     args = utils.make_parser(__doc__).parse_args(argv)
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else None,
                             n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
     classes = utils.resolve_target(logits, target)  # (N,)
@@ -282,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The sanity check: explain one image for two classes. A class-discriminative map
     # changes with the class; guided backpropagation mostly redraws the image's edges.
     index = 0
-    pair = utils.contrast_classes(demo, logits, index)
+    pair = demos.contrast_classes(demo, logits, index)
     if target is not None:  # --target replaces the first class
         pair = [target] + [c for c in pair if c != target][:1]
     x = demo.x[index: index + 1].expand(2, -1, -1, -1)  # the same image twice, one class each

@@ -34,6 +34,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+import demos
 import utils
 
 grad_cam = utils.load_lecture("05_gradcam").grad_cam
@@ -70,7 +71,7 @@ def guided_grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=N
 # %% Figures --------------------------------------------------------------------------
 
 
-def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torch.Tensor, L: torch.Tensor,
+def plot_three_panels(demo: demos.Demo, index: int, classes: list[int], GB: torch.Tensor, L: torch.Tensor,
                       GGC: torch.Tensor, layer_name: str):
     """One row per class: image | guided backprop | Grad-CAM | their product | its magnitude."""
     image = demo.display()[index]
@@ -101,13 +102,13 @@ def plot_three_panels(demo: utils.Demo, index: int, classes: list[int], GB: torc
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     parser = utils.make_parser(__doc__)
-    utils.add_layer_flag(parser)
+    demos.add_layer_flag(parser)
     args = parser.parse_args(argv)
-    utils.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
-    demo = utils.setup_demo(args, n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
-    layer = utils.demo_layer(args, demo)
+    demos.check_cam_layer(args)  # a ViT, no convolutions, a bad or non-spatial --layer: stop now
+    demo = demos.setup_demo(args, n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
+    layer = demos.demo_layer(args, demo)
     layer_name = utils.layer_label(layer)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
 
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           "differ at each depth.")
 
     for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
-        classes = utils.contrast_classes(demo, logits, i)
+        classes = demos.contrast_classes(demo, logits, i)
         if target is not None:  # --target replaces the first class
             classes = [target] + [c for c in classes if c != target][:1]
         x = demo.x[i: i + 1].expand(len(classes), -1, -1, -1)  # the same image once per class

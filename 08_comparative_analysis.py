@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import utils
+from demos import evaluation  # the machinery: nine methods, many inputs, tests, files, figures
 
 GRID = 7  # LIME's and SHAP's features: a 7 x 7 grid of cells (M = 49)
 EXACT_FEATURES = 16  # up to 2^16 coalitions, the Shapley values are computed exactly
@@ -470,12 +472,8 @@ def cascading_randomisation(model: nn.Module, stages, seed: int = 0) -> Iterator
 
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
-    # The machinery: nine methods, many inputs, tests, files, figures. Imported here, not at the
-    # top, because it loads this lecture in turn.
-    from course import evaluation
-
     args = evaluation.parse_arguments(__doc__, argv)  # bad flags and a bad --annotations: exit 2 here
-    run = evaluation.prepare(args)  # the inputs, their classes, masks and attention maps, the settings
+    run = evaluation.prepare(args, sys.modules[__name__])  # the inputs, their classes, masks and attention maps, the settings
     maps = evaluation.explain_all(run)  # every method on every input, once; timed
     x, c, first = run.x[:1], run.classes[:1], run.titles[0]
     print(f"\nThe measures on '{first}', one method at a time (the lecture's functions, called once each):")

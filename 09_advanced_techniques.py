@@ -38,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import demos
 import utils
-from course import lecture9 as show
-from course import relevance
-from course.networks import load_digit_mlp, load_digit_vit
+from demos import lecture9 as show
+from plumbing import relevance
+from plumbing.networks import load_digit_mlp, load_digit_vit
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # dS_c/dx
 gxi = utils.load_lecture("02_gradient_input_saliency")  # x * dS_c/dx
@@ -69,7 +70,7 @@ QUICK_PHOTOS, DIGITS, QUICK_DIGITS, ATTACK_DIGITS = 2, 6, 4, 20
 # t * g, with g the gradient that reaches t. Then a layer's rule is only a change to the gradient
 # it hands back, and x * dS_c/dx of the changed backward pass is the method's map (Ancona et al.).
 
-# course/relevance.py runs the network with hooks that check it is a chain of layers these rules
+# plumbing/relevance.py runs the network with hooks that check it is a chain of layers these rules
 # know (conv, linear, pooling, ReLU, ReLU6, dropout, flatten, a BatchNorm right after a conv, and
 # torchvision's and EfficientNet's residual blocks) and let each rule replace a layer's backward.
 forward_with_rules, why_lrp_refuses = relevance.forward_with_rules, relevance.why_lrp_refuses
@@ -418,7 +419,7 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, target=None, k: int 
 # %% The demo, part 1: LRP on the network, and what its rules do to conservation -------------------
 
 
-def run_lrp(args, on: utils.Demo, target) -> torch.Tensor:
+def run_lrp(args, on: demos.Demo, target) -> torch.Tensor:
     model, x = on.model, on.x
     with torch.no_grad():
         classes = utils.resolve_target(model(x), target if on is not None else None)  # (N,)
@@ -448,7 +449,7 @@ def run_lrp(args, on: utils.Demo, target) -> torch.Tensor:
 # %% The demo, part 2: DeepLIFT and DeepSHAP beside gradient x input, IG and LRP -------------------
 
 
-def run_deeplift(args, on: utils.Demo, classes: torch.Tensor | None = None) -> None:
+def run_deeplift(args, on: demos.Demo, classes: torch.Tensor | None = None) -> None:
     model, x = on.model, on.x
     with torch.no_grad():
         classes = utils.resolve_target(model(x), classes)  # (N,) the prediction when None
@@ -479,7 +480,7 @@ def run_deeplift(args, on: utils.Demo, classes: torch.Tensor | None = None) -> N
 # %% The demo, part 3: a map moved while the class stays ---------------------------------------------
 
 
-def run_attack(args, on: utils.Demo, epsilon: float) -> None:
+def run_attack(args, on: demos.Demo, epsilon: float) -> None:
     model, x = on.model, on.x
     k = round(ATTACK_SHARE * x.shape[-2] * x.shape[-1])
     steps = PHOTO_ATTACK_STEPS if on.track == "imagenet" else QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
@@ -507,7 +508,7 @@ def run_attack(args, on: utils.Demo, epsilon: float) -> None:
 # %% The demo, part 4: a Vision Transformer -------------------------------------------------------
 
 
-def run_vit(args, demo: utils.Demo, target) -> None:
+def run_vit(args, demo: demos.Demo, target) -> None:
     on = show.vit_demo(args, demo, PHOTOS, QUICK_DIGITS if args.quick else DIGITS)
     model, x = on.model, on.x
     side = model.image_size // model.patch_size
@@ -573,9 +574,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                              f"(default {DISCARD_RATIO})")
     args = parser.parse_args(argv)
     load_digit_vit(), load_digit_mlp()  # fail now, in one line, if data/ lost their weights
-    demo = utils.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else len(PHOTOS),
+    demo = demos.setup_demo(args, n_images=QUICK_PHOTOS if args.quick else len(PHOTOS),
                             n_digits=QUICK_DIGITS if args.quick else DIGITS, images=PHOTOS)
-    target = utils.demo_target(args, demo)
+    target = demos.demo_target(args, demo)
     on = show.lrp_demo(demo, why_lrp_refuses(demo.model), QUICK_DIGITS if args.quick else DIGITS)
     classes = run_lrp(args, on, target if on is demo else None)
     run_deeplift(args, on, classes)

@@ -4,25 +4,23 @@ Nothing about a saliency method lives here: each method is taught, whole, in its
 numbered script. This file holds what a student meets inside those methods and the
 preprocessing and plotting the lectures share, in the order the lectures need them;
 each helper names the lecture that first uses it. The plumbing a student never needs
-to read (the command line, safe image decoding, downloading weights, the demo set-up,
-the digit networks) lives in the package `course/`; the names at the bottom of this
-file re-export it, so a lecture only ever writes `utils.NAME`.
+to read (the command line, safe image decoding, the networks and their weights, the
+tables of methods and networks) lives below this file in `plumbing/`, and the demos'
+set-up above it in `demos/`; this file re-exports the few plumbing names the lectures call.
 
 Sections (each a `# %%` cell):
     lecture 1: targets, images in and figures out, the quick start (load_image, preprocess_image,
     visualize_saliency) . lecture 2: loading a lecture, signed maps
     . lecture 3: many points per example, in chunks . lecture 4: baselines
-    . lecture 5: layers, hooks, comparing maps . the plumbing, re-exported
+    . lecture 5: layers, hooks, comparing maps
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -30,10 +28,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from course.cli import InputError, file_kind, shown
-from course.images import central_crop, open_image
-from course.models import ImagePreset
-from course.paths import COMPOSITE, OUTPUT_DIR, PHOTOS, ROOT
+# The plumbing a student never needs to read lives below this file, in plumbing/; the names the
+# lectures call from it are re-exported here, so a lecture only ever writes `utils.NAME`.
+from plumbing.cli import float_in_range, int_in_range, make_parser  # noqa: F401 (re-exported)
+from plumbing.errors import InputError, WeightsUnavailable, command_line, file_kind, shown  # noqa: F401
+from plumbing.images import central_crop, load_images, open_image  # noqa: F401
+from plumbing.lectures import load_lecture  # noqa: F401 (re-exported: lecture 2 teaches it)
+from plumbing.networks import NETWORKS, load_imagenet_model, load_mnist_cnn  # noqa: F401
+from plumbing.digit_networks import MnistCNN  # noqa: F401
+from plumbing.paths import COMPOSITE, DATA_DIR, OUTPUT_DIR, PHOTOS, ROOT  # noqa: F401
+from plumbing.weights import ImagePreset
 
 
 # %% Lecture 1: which class is explained ------------------------------------------------
@@ -445,25 +449,6 @@ def visualize_saliency(image: Image.Image, saliency, title: str | None = None, o
 # %% Lecture 2: one lecture's method in another, and signed maps ------------------------
 
 
-def load_lecture(name: str) -> ModuleType:
-    """Import a numbered lecture as a module, the one way lectures, tests and exercises share.
-
-        gradcam = utils.load_lecture("05_gradcam")
-        cam = gradcam.grad_cam(model, x, target=281)
-
-    A file name that starts with a digit cannot follow `import`, hence the loader. It
-    works from any working directory (the course folder goes on `sys.path`), and a
-    lecture is imported once, however many others use it. Only a lecture's method
-    functions should cross to another lecture; shared helpers live in this file.
-    """
-    if not (ROOT / f"{name}.py").is_file():
-        lectures = sorted(p.stem for p in ROOT.glob("[0-9][0-9]_*.py"))
-        raise InputError(f"no lecture named {name!r}; the lectures are: {', '.join(lectures)}")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(name)
-
-
 def show_signed_map(ax, grads: torch.Tensor, title: str, bar: bool = True) -> None:
     """One signed `(1, C, H, W)` map on the diverging colour map, white at zero, with its bar.
 
@@ -650,13 +635,12 @@ def capture_activation(layer: nn.Module) -> Iterator[Captured]:
         handle.remove()
 
 
-LAYER_WORDS = {"_swish": "head ReLU6 (_swish)"}  # EfficientNet-Lite's head activation keeps the name of
-# the swish that EfficientNet has there; the Lite variants compute a ReLU6 in it
-
-
 def layer_label(layer: str | None) -> str:
-    """A layer's name as a student should read it in a title ("head ReLU6 (_swish)", "layer4")."""
-    return "the last conv" if layer is None else LAYER_WORDS.get(layer, layer)
+    """A layer's name as a student should read it in a title ("head ReLU6 (_swish)", "layer4"): a
+    network's row in plumbing/networks.py may give words for a module name that says little."""
+    if layer is None:
+        return "the last conv"
+    return next((row.layer_words[layer] for row in NETWORKS.values() if layer in row.layer_words), layer)
 
 
 def cam_for_display(cam: torch.Tensor) -> np.ndarray:
@@ -695,21 +679,3 @@ def map_similarity(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     a, b = a.flatten().double().cpu(), b.flatten().double().cpu()
     cosine = float(torch.nn.functional.cosine_similarity(a, b, dim=0))
     return cosine, rank_correlation(a, b)
-
-
-# %% The plumbing, re-exported from course/ (read it there if you are curious) -----------
-# noqa: E402 below: these come last so that course/ can import this file's helpers.
-
-from course.cli import (WeightsUnavailable, OneLineParser, check_out_dir, command_line,  # noqa: E402,F401
-                        float_in_range, int_in_range, make_parser, pick_device)
-from course.demo import (CAM_INPUT_SIZE, CAM_LAYERS, CAT_CLASSES, ESPRESSO, Demo,  # noqa: E402,F401
-                         describe_predictions, print_what_photos_show,
-                         add_layer_flag, check_cam_layer, contrast_classes, demo_layer, demo_target, digit_tensor,
-                         layer_output_shape, load_digits, parse_target, requested_model, setup_demo)
-from course.images import IMAGE_SUFFIXES, MAX_ASPECT, find_images, load_images, open_image  # noqa: E402,F401
-from course.models import (DOWNLOAD_TIMEOUT_S, IMAGENET_MODELS, LITE0_PACKAGES, ImagePreset,  # noqa: E402,F401
-                           Lite0Weights, cached_weights_path, efficientnet_lite0, lite0_installed,
-                           load_imagenet_model, read_state_dict)
-from course.networks import MNIST_CLASSES, MnistCNN, load_mnist_cnn, load_network  # noqa: E402,F401
-from course.paths import (COMPOSITE, DATA_DIR, DIGITS_DIR, MNIST_DIR, MNIST_WEIGHTS, OUTPUT_DIR,  # noqa: E402,F401
-                          PHOTOS)

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 import flags  # noqa: E402  (puts the course folder on sys.path)
-import utils  # noqa: E402
+from plumbing.methods import METHODS, Method  # noqa: E402
 
 ROOT = flags.ROOT
 NOISE_LEVEL = 0.15  # SmoothGrad's sigma as a fraction of each image's range (lecture 3's default)
@@ -185,15 +185,21 @@ class Row:
     warm_ref: Callable[[], object] | None = None
 
 
+def timed_methods() -> list[Method]:
+    """What this benchmark times: every method of the course's table (plumbing/methods.py) marked `timed`."""
+    return [row for row in METHODS.values() if row.timed]
+
+
 def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[int], steps: int,
-             batch_size: int, lectures: dict) -> tuple[list[Row], list[str]]:
-    """Every (ours, reference) pair for one network and batch; notes on rows that are skipped."""
+             batch_size: int) -> tuple[list[Row], list[str]]:
+    """Every (ours, reference) pair for one network and batch, for each timed method of the table in
+    its order; notes on the methods that have no row here (no reference, or a network it refuses)."""
     from captum.attr import (GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
                              LayerAttribution, LayerGradCam, NoiseTunnel, Saliency)
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    L = lectures
+    ours = {row.name: row.load() for row in timed_methods()}
     n_examples = x.shape[0]
     layer_name = CAM_LAYER[model_name]
     layer = model.get_submodule(layer_name)
@@ -213,7 +219,7 @@ def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[in
         return torch.from_numpy(maps)
 
     def smoothgrad(n):
-        return lambda: L["03"].smoothgrad(model, x, target, n_samples=n, noise_level=NOISE_LEVEL,
+        return lambda: ours["SmoothGrad"](model, x, target, n_samples=n, noise_level=NOISE_LEVEL,
                                           batch_size=batch_size)
 
     def noise_tunnel(n):
@@ -222,39 +228,42 @@ def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[in
             nt_samples_batch_size=samples_per_pass)
 
     def ig(n):
-        return lambda: L["04"].integrated_gradients(model, x, target, steps=n, method="gausslegendre",
+        return lambda: ours["integrated gradients"](model, x, target, steps=n, method="gausslegendre",
                                                     batch_size=batch_size)
 
     def captum_ig(n):
         return lambda: IntegratedGradients(model).attribute(x, target=target, n_steps=n, method="gausslegendre",
                                                             internal_batch_size=batch_size)
 
-    rows = [
-        Row("vanilla gradient", "Captum Saliency", lambda: L["01"].vanilla_gradient(model, x, target),
-            lambda: Saliency(model).attribute(x, target=target, abs=True)),
-        Row("gradient x input", "Captum InputXGradient", lambda: L["02"].gradient_x_input(model, x, target),
-            lambda: InputXGradient(model).attribute(x, target=target)),
-        Row(f"SmoothGrad, {steps} samples", "Captum NoiseTunnel(Saliency)", smoothgrad(steps),
-            noise_tunnel(steps), compare=None, n=steps, warm_ours=smoothgrad(1), warm_ref=noise_tunnel(1)),
-        Row(f"integrated gradients, {steps} steps", "Captum IntegratedGradients", ig(steps), captum_ig(steps),
-            n=steps, warm_ours=ig(2), warm_ref=captum_ig(2)),
-        Row(f"Grad-CAM ({layer_name})", "Captum LayerGradCam + interpolate",
-            lambda: L["05"].grad_cam(model, x, target, layer), captum_grad_cam),
-        Row(f"Grad-CAM ({layer_name})", "pytorch-grad-cam GradCAM",
-            lambda: L["05"].grad_cam(model, x, target, layer), pytorch_grad_cam,
-            compare=lambda ours, ref: disagreement(min_max(ours), ref)),
-        Row("guided backprop", "Captum GuidedBackprop", lambda: L["06"].guided_backprop(model, x, target),
-            lambda: GuidedBackprop(model).attribute(x, target=target)),
-        Row(f"guided Grad-CAM ({layer_name})", "Captum GuidedGradCam",
-            lambda: L["07"].guided_grad_cam(model, x, target, layer),
-            lambda: GuidedGradCam(model, layer).attribute(x, target=target, interpolate_mode="bilinear")),
-    ]
+    rows = {
+        "vanilla gradient": [Row("vanilla gradient", "Captum Saliency", lambda: ours["vanilla gradient"](model, x, target),
+                                 lambda: Saliency(model).attribute(x, target=target, abs=True))],
+        "gradient x input": [Row("gradient x input", "Captum InputXGradient",
+                                 lambda: ours["gradient x input"](model, x, target),
+                                 lambda: InputXGradient(model).attribute(x, target=target))],
+        "SmoothGrad": [Row(f"SmoothGrad, {steps} samples", "Captum NoiseTunnel(Saliency)", smoothgrad(steps),
+                           noise_tunnel(steps), compare=None, n=steps, warm_ours=smoothgrad(1),
+                           warm_ref=noise_tunnel(1))],
+        "integrated gradients": [Row(f"integrated gradients, {steps} steps", "Captum IntegratedGradients",
+                                     ig(steps), captum_ig(steps), n=steps, warm_ours=ig(2), warm_ref=captum_ig(2))],
+        "Grad-CAM": [Row(f"Grad-CAM ({layer_name})", "Captum LayerGradCam + interpolate",
+                         lambda: ours["Grad-CAM"](model, x, target, layer), captum_grad_cam),
+                     Row(f"Grad-CAM ({layer_name})", "pytorch-grad-cam GradCAM",
+                         lambda: ours["Grad-CAM"](model, x, target, layer), pytorch_grad_cam,
+                         compare=lambda ours_map, ref: disagreement(min_max(ours_map), ref))],
+        "guided backprop": [Row("guided backprop", "Captum GuidedBackprop",
+                                lambda: ours["guided backprop"](model, x, target),
+                                lambda: GuidedBackprop(model).attribute(x, target=target))],
+        "guided Grad-CAM": [Row(f"guided Grad-CAM ({layer_name})", "Captum GuidedGradCam",
+                                lambda: ours["guided Grad-CAM"](model, x, target, layer),
+                                lambda: GuidedGradCam(model, layer).attribute(x, target=target,
+                                                                              interpolate_mode="bilinear"))],
+    }
     notes = []
-    if "09" not in L:
-        notes.append("LRP: skipped, 09_advanced_techniques.py has no `lrp` yet")
-    elif model_name != "vgg11":
+    if model_name != "vgg11":
         notes.append(f"LRP: not timed on {model_name} (Captum's LRP refuses BatchNorm and residual additions, so there "
                      "is no reference; ours merges BatchNorm and splits each sum, lecture 9)")
+        rows["LRP"] = []
     else:
         from captum.attr import LRP
         from captum.attr._utils.lrp_rules import EpsilonRule
@@ -269,19 +278,10 @@ def rows_for(model_name: str, model: nn.Module, x: torch.Tensor, target: list[in
                 for m in model.modules():
                     m.__dict__.pop("rule", None)
 
-        rows.append(Row("LRP (epsilon rule)", "Captum LRP",
-                        lambda: L["09"].lrp(model, x, target, rule="epsilon", epsilon=LRP_EPSILON), captum_lrp))
-    return rows, notes
-
-
-TIMED = {"01": "vanilla_gradient", "02": "gradient_x_input", "03": "smoothgrad", "04": "integrated_gradients",
-         "05": "grad_cam", "06": "guided_backprop", "07": "guided_grad_cam", "09": "lrp"}  # lecture: its method
-
-
-def load_lectures() -> dict:
-    """The lectures (found by file name) whose method is timed here, by their two digits."""
-    found = {key: utils.load_lecture(name) for key, name in flags.lectures().items() if key in TIMED}
-    return {key: module for key, module in found.items() if hasattr(module, TIMED[key])}
+        rows["LRP"] = [Row("LRP (epsilon rule)", "Captum LRP",
+                           lambda: ours["LRP"](model, x, target, rule="epsilon", epsilon=LRP_EPSILON), captum_lrp)]
+    notes += [f"{row.name}: not timed, no reference for it here" for row in timed_methods() if row.name not in rows]
+    return [r for row in timed_methods() for r in rows.get(row.name, [])], notes
 
 
 def make_model(name: str) -> nn.Module:
@@ -347,19 +347,19 @@ class PeakMemory:
             self._sampled = max(self._sampled, resident)
 
 
-def memory_table(lectures: dict, steps_list: list[int], size: int, batch_size: int) -> list[list[str]]:
+def memory_table(steps_list: list[int], size: int, batch_size: int) -> list[list[str]]:
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
     model = make_model("resnet18")
     x, target = make_inputs(1, size)
     sigma = float(NOISE_LEVEL * (x.flatten(1).amax(1) - x.flatten(1).amin(1)).mean())
     runs = {
-        ("SmoothGrad", "ours"): lambda n: lectures["03"].smoothgrad(
+        ("SmoothGrad", "ours"): lambda n: METHODS["SmoothGrad"].load()(
             model, x, target, n_samples=n, noise_level=NOISE_LEVEL, batch_size=batch_size),
         ("SmoothGrad", "Captum"): lambda n: NoiseTunnel(Saliency(model)).attribute(
             x, nt_type="smoothgrad", nt_samples=n, stdevs=sigma, target=target, abs=False,
             nt_samples_batch_size=batch_size),
-        ("integrated gradients", "ours"): lambda n: lectures["04"].integrated_gradients(
+        ("integrated gradients", "ours"): lambda n: METHODS["integrated gradients"].load()(
             model, x, target, steps=n, method="gausslegendre", batch_size=batch_size),
         ("integrated gradients", "Captum"): lambda n: IntegratedGradients(model).attribute(
             x, target=target, n_steps=n, method="gausslegendre", internal_batch_size=batch_size),
@@ -427,7 +427,6 @@ def main(argv: list[str] | None = None) -> int:
     global CLOCK
     CLOCK = args.clock
     torch.set_num_threads(args.threads)
-    lectures = load_lectures()
     info = machine()
     load_before = load_average()
     started = time.perf_counter()
@@ -440,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             side = config["vgg_size"] if model_name == "vgg11" else config["size"]
             x, target = make_inputs(n_examples, side)
             steps = config["vgg_steps"] if model_name == "vgg11" else config["steps"]
-            rows, skipped = rows_for(model_name, model, x, target, steps, args.batch_size, lectures)
+            rows, skipped = rows_for(model_name, model, x, target, steps, args.batch_size)
             notes += [f"{model_name}, batch {n_examples}: {s}" for s in skipped if s not in notes]
             fb, _, _ = time_pair(lambda: one_pass(model, x, target), lambda: one_pass(model, x, target),
                                  config["repeats"], config["budget_s"])
@@ -468,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         + markdown(["network", "batch", "method", "one pass ms", "ours", "reference"], limit),
     ]
     if not args.no_memory:
-        table = memory_table(lectures, config["mem_steps"], config["mem_size"], args.batch_size)
+        table = memory_table(config["mem_steps"], config["mem_size"], args.batch_size)
         sections.append(
             f"## Peak memory above the start (MB), ResNet-18, one image of {config['mem_size']}x"
             f"{config['mem_size']}, `batch_size` {args.batch_size}, by steps / samples per image\n\n"

@@ -16,12 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from course.cli import OneLineParser, file_kind, int_in_range, path_flag, shown  # noqa: E402,F401 (re-used)
-
-
-def lectures() -> dict[str, str]:
-    """Every numbered script of the course, by its two digits: {"01": "01_vanilla_gradient_saliency", ...}."""
-    return {path.stem[:2]: path.stem for path in sorted(ROOT.glob("[0-9][0-9]_*.py"))}
+from plumbing.cli import OneLineParser, int_in_range, path_flag  # noqa: E402,F401 (re-used)
+from plumbing.errors import file_kind, shown  # noqa: E402,F401 (re-used)
+from plumbing.lectures import lectures  # noqa: E402,F401 (re-used)
 
 
 def count(text: str) -> int:

@@ -19,10 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import dataclasses  # noqa: E402
+
 import utils  # noqa: E402
+from plumbing.networks import NETWORKS  # noqa: E402
+from plumbing.weights import cached_weights_path  # noqa: E402
 
 
 lecture = utils.load_lecture  # the course's one way to import a numbered script
+
+
+def replace_network(monkeypatch, name: str, architecture) -> None:
+    """For one test, the table's row `name` builds `architecture()` instead (its weights stay)."""
+    monkeypatch.setitem(NETWORKS, name, dataclasses.replace(NETWORKS[name], architecture=architecture))
 
 SLOWEST_FIRST = ("test_exercises.py", "test_09_advanced_techniques.py", "test_08_comparative_analysis.py")
 
@@ -84,7 +93,7 @@ def cached_resnet18(monkeypatch, tmp_path, resnet18_checkpoint) -> Path:
     With it, `--model resnet18` and every `--quick` run take the ImageNet track offline.
     """
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    cached = utils.cached_weights_path(utils.IMAGENET_MODELS["resnet18"][1])
+    cached = cached_weights_path(NETWORKS["resnet18"].weights())
     cached.parent.mkdir(parents=True)
     cached.symlink_to(resnet18_checkpoint)
     return cached
@@ -105,9 +114,8 @@ def cached_small_resnet18(monkeypatch, tmp_path) -> Path:
     --quick runs, whose point is the pipeline, not ResNet-18's depth (the other tests load the real
     architecture from the cache)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    build, weights = utils.IMAGENET_MODELS["resnet18"]
-    monkeypatch.setitem(utils.IMAGENET_MODELS, "resnet18", (lambda weights=None, **kw: small_resnet(), weights))
-    cached = utils.cached_weights_path(weights)
+    replace_network(monkeypatch, "resnet18", small_resnet)
+    cached = cached_weights_path(NETWORKS["resnet18"].weights())
     cached.parent.mkdir(parents=True)
     torch.manual_seed(0)
     torch.save(with_batchnorm_statistics(small_resnet()).state_dict(), cached)

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course import side_effects
-from course.side_effects import hooks_left  # noqa: F401  (the tests import it from here)
+from plumbing import side_effects
+from plumbing.side_effects import hooks_left  # noqa: F401  (the tests import it from here)
 
 
 class TinyCNN(nn.Module):

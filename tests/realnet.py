@@ -10,17 +10,19 @@ import torch
 from torch import nn
 
 import utils
+from plumbing.networks import NETWORKS
+from plumbing.weights import lite0_installed
 
 NAME = "efficientnet_lite0"
-_PRESET = utils.IMAGENET_MODELS[NAME][1].transforms()
+_PRESET = NETWORKS[NAME].weights().transforms()
 MEAN, STD = tuple(_PRESET.mean), tuple(_PRESET.std)  # 0.5 and 0.5: inputs scaled to [-1, 1]
 LAST_CONV = "_conv_head"  # the method's default layer (None) on this network
-CAM_LAYER = utils.CAM_LAYERS[NAME]  # the demos' layer: the head's ReLU6, after _conv_head and _bn1
+CAM_LAYER = NETWORKS[NAME].cam_layer  # the demos' layer: the head's ReLU6, after _conv_head and _bn1
 
 
 def efficientnet_lite0() -> nn.Module | None:
     """The pretrained network in eval mode, or None when the optional packages are missing."""
-    if not utils.lite0_installed():
+    if not lite0_installed():
         return None
     return utils.load_imagenet_model(NAME)[0]
 

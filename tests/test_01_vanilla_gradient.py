@@ -6,8 +6,9 @@ import torch
 from captum.attr import Saliency
 from torch import nn
 
-import course.cli
-import course.demo
+import demos.common
+import plumbing.cli
+import plumbing.weights
 import utils
 from conftest import lecture, random_resnet18
 
@@ -121,12 +122,12 @@ def test_main_quick_on_the_mnist_track(tmp_path, capsys):
     assert "Top-5 predictions, digit CNN" in out  # the network's one name, not the flag's value
 
 
-@pytest.mark.skipif(not utils.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
+@pytest.mark.skipif(not plumbing.weights.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
 def test_on_a_real_network_the_gradient_predicts_a_small_steps_effect(tmp_path, capsys):
     """EfficientNet-Lite0, pretrained: a step of 0.01 along dS/dx changes S as the gradient says."""
     module = lecture("01_vanilla_gradient_saliency")
     args = utils.make_parser(None).parse_args(["--model", "efficientnet_lite0", "--out-dir", str(tmp_path)])
-    demo = utils.setup_demo(args, n_images=2)
+    demo = demos.setup_demo(args, n_images=2)
     grads = module.vanilla_gradient(demo.model, demo.x, None, absolute=False)
     classes = utils.resolve_target(demo.model(demo.x), None)
     predicted, actual = module.taylor_check(demo.model, demo.x, grads, classes)
@@ -134,7 +135,7 @@ def test_on_a_real_network_the_gradient_predicts_a_small_steps_effect(tmp_path, 
 
 
 def test_main_offline_says_so_and_runs_on_digits(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(course.demo, "lite0_installed", lambda: False)  # else offline picks efficientnet_lite0
+    monkeypatch.setattr(demos.common, "lite0_installed", lambda: False)  # else offline picks efficientnet_lite0
     lecture("01_vanilla_gradient_saliency").main(["--quick", "--out-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert "MNIST track" in err and "Traceback" not in err

@@ -5,6 +5,8 @@ import pytest
 import torch
 from captum.attr import InputXGradient
 
+import demos
+import plumbing.weights
 import utils
 from conftest import lecture, random_resnet18
 from helpers import (assert_close, assert_no_side_effects, assert_target_errors,
@@ -109,11 +111,11 @@ def test_share_on_counts_a_pixel_once_over_its_channels():
     assert fraction.tolist() == [0.5] and grad_share.tolist() == [0.4] and attribution_share.tolist() == [0.0]
 
 
-@pytest.mark.skipif(not utils.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
+@pytest.mark.skipif(not plumbing.weights.lite0_installed(), reason="needs efficientnet-lite0 (requirements-dev.txt)")
 def test_on_a_real_network_multiplying_by_x_enlarges_the_dark_pixels_share(tmp_path, capsys):
     """What the script prints on the photo track, as a test: in normalised inputs black is far from 0."""
     args = utils.make_parser(None).parse_args(["--model", "efficientnet_lite0", "--out-dir", str(tmp_path)])
-    demo = utils.setup_demo(args, n_images=2)  # the cat and the espresso: both have dark pixels
+    demo = demos.setup_demo(args, n_images=2)  # the cat and the espresso: both have dark pixels
     grads = lecture("01_vanilla_gradient_saliency").vanilla_gradient(demo.model, demo.x, absolute=False)
     dark = (torch.as_tensor(demo.display()) < gxi.DARK).all(dim=-1)
     fraction, grad_share, attribution_share = gxi.share_on(dark, grads, gxi.gradient_x_input(demo.model, demo.x))

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-import course.cli
-import course.demo
+import demos.common
+import demos
+import plumbing.paths
 import utils
-from conftest import lecture, random_resnet18
+from conftest import lecture, random_resnet18, replace_network
 from helpers import Exploding, hooks_left, twins
 
 grad_cam = lecture("05_gradcam").grad_cam
@@ -266,7 +267,7 @@ def test_vgg16_without_weights_is_skipped_in_one_line(cached_resnet18, capsys):
     module = lecture("05_gradcam")
     args = utils.make_parser(None).parse_args(["--model", "resnet18"])
     args.layer, args.quick = None, False
-    demo = utils.setup_demo(args, n_images=1, images=module.PHOTOS)
+    demo = demos.setup_demo(args, n_images=1, images=module.PHOTOS)
     rows = module.other_networks(args, demo)
     out = capsys.readouterr().out
     assert [r[0] for r in rows] == ["digit CNN"]
@@ -287,11 +288,10 @@ def test_cli_unknown_layer(cached_resnet18, tmp_path, capsys):
 
 
 def test_cli_a_model_without_convolutions(monkeypatch, tmp_path, capsys):
-    weights = utils.IMAGENET_MODELS["resnet18"][1]
-    def no_convolution(weights=None) -> nn.Module:
+    def no_convolution() -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 1000))
 
-    monkeypatch.setitem(utils.IMAGENET_MODELS, "resnet18", (no_convolution, weights))
+    replace_network(monkeypatch, "resnet18", no_convolution)
     code, err = run_cli(["--quick", "--out-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no nn.Conv2d" in err
     assert not (tmp_path / "out").exists()
@@ -317,8 +317,8 @@ def test_cli_a_layer_without_a_spatial_map_is_one_line_before_any_loading(argv, 
     def no_loading(*args, **kwargs):
         raise AssertionError("the layer must be checked before any model is loaded")
 
-    monkeypatch.setattr(course.demo, "load_imagenet_model", no_loading)
-    monkeypatch.setattr(course.demo, "load_mnist_cnn", no_loading)
+    monkeypatch.setattr(demos.common, "load_imagenet_model", no_loading)
+    monkeypatch.setattr(demos.common, "load_mnist_cnn", no_loading)
     code, err = run_cli([*argv, "--out-dir", str(tmp_path / "out")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
     assert "conv" in err and not (tmp_path / "out").exists()
@@ -357,7 +357,7 @@ def recording(monkeypatch, module, *names):
 def test_with_several_images_every_figure_explains_the_first(monkeypatch, tmp_path, capsys):
     module = lecture("05_gradcam")
     calls = recording(monkeypatch, module, "plot_layers", "plot_classes")
-    first, second = utils.DIGITS_DIR / "sample_07_7.png", utils.DIGITS_DIR / "sample_02_2.png"
+    first, second = plumbing.paths.DIGITS_DIR / "sample_07_7.png", plumbing.paths.DIGITS_DIR / "sample_02_2.png"
     module.main(["--quick", "--model", "mnist", "--image", str(first), "--image", str(second),
                  "--out-dir", str(tmp_path)])
     out = capsys.readouterr().out

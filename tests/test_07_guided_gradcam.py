@@ -116,4 +116,4 @@ def test_the_kept_share_printed_is_measured_and_target_leads_the_figure(monkeypa
     assert f"'4' {float(kept[0]):.0%}" in out
     assert 0 < float(kept[0]) < 1  # Grad-CAM keeps part of guided backprop, not all of it
     x = demo.x[:1].expand(2, -1, -1, -1)
-    torch.testing.assert_close(GGC, guided_grad_cam(demo.model, x, classes, utils.CAM_LAYERS["mnist"]))
+    torch.testing.assert_close(GGC, guided_grad_cam(demo.model, x, classes, utils.NETWORKS["mnist"].cam_layer))

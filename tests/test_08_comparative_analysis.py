@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from conftest import ROOT, lecture
+from demos import evaluation
 from helpers import CountingModel, assert_bad_flag, linear_model, tiny_cnn
 
 comparative = lecture("08_comparative_analysis")
@@ -543,7 +544,6 @@ def test_object_polygons_lie_inside_their_photos():
 
     import utils
 
-    evaluation = pytest.importorskip("course.evaluation")
     objects = evaluation.load_objects()
     assert {o["image"] for o in objects} >= {utils.COMPOSITE, *utils.PHOTOS}
     for o in objects:
@@ -608,7 +608,6 @@ def test_main_quick_on_the_digit_track(tmp_path, capsys):
 
 def test_a_small_full_digit_run_has_verdicts_that_follow_from_its_measurements(tmp_path, monkeypatch):
     """Not --quick: 8 digits and small sample counts, so that the Wilcoxon tests are real."""
-    evaluation = pytest.importorskip("course.evaluation")
     small = dict(evaluation.DIGIT_RUN, rows=8, steps=6, subsets=8, smooth=4, ig=4, lime=40, shap=40, draws=2,
                  infidelity=4, sanity=24, stages=2, sanity_rows=6, seed_rows=6, sizes=(0.05,))
     monkeypatch.setattr(evaluation, "DIGIT_RUN", small)
@@ -651,7 +650,6 @@ def test_annotations_are_read_per_input_and_bad_ones_are_one_line(tmp_path, caps
         comparative.main(["--quick", "--model", "mnist", "--annotations", str(folder), "--out-dir", str(out)])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "digit_03.png" in err
-    evaluation = pytest.importorskip("course.evaluation")
     maps = evaluation.read_annotations(folder, ["digit_00", "digit_01"], (28, 28))
     assert maps[0].shape == (28, 28) and float(maps[0].max()) == 0.0 and float(maps[1].min()) == 1.0
 

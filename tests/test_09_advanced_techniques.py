@@ -11,9 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import demos
 import utils
 import realnet
-from conftest import ROOT, lecture, random_resnet18, with_batchnorm_statistics
+from conftest import ROOT, lecture, random_resnet18, replace_network, with_batchnorm_statistics
+from plumbing.networks import NETWORKS
+from plumbing.weights import cached_weights_path
 from helpers import assert_bad_flag, assert_close, hooks_left
 
 L9 = lecture("09_advanced_techniques")
@@ -231,7 +234,7 @@ def lite0():
 def test_lrp_conserves_on_efficientnet_lite0(lite0, photo):
     """No bias and no BatchNorm shift (a float64 copy) and a tiny eps: sum R = f_c(x), through 16 MBConv
     blocks with depthwise convs, ReLU6 and their residual sums. With them, every share is accounted for."""
-    from course.lecture9 import without_shifts
+    from demos.lecture9 import without_shifts
 
     bare = without_shifts(lite0)  # a float64 copy, every bias and BatchNorm shift set to 0
     x = photo.double()
@@ -385,7 +388,7 @@ def test_deeplift_equals_captum_on_a_vgg_like_net(baseline):
 
 def test_deeplift_equals_captum_on_the_digit_cnn_from_a_black_and_a_digit_baseline():
     model = utils.load_mnist_cnn()
-    x, labels, _ = utils.load_digits(4)
+    x, labels, _ = demos.load_digits(4)
     for x0 in (torch.zeros_like(x), x.flip(0)):
         ours = L9.deeplift(model, x, labels, baseline=x0)
         assert_close(ours, captum_deeplift(model, x, labels, x0), atol=1e-5)
@@ -449,7 +452,7 @@ def test_deeplift_refuses_what_lrp_refuses_and_leaves_no_trace():
 
 def test_the_attack_keeps_its_constraints_and_leaves_no_trace():
     model = utils.load_mnist_cnn()
-    x, _, _ = utils.load_digits(4)
+    x, _, _ = demos.load_digits(4)
     before = x.clone()
     same = L9.saliency_attack(model, x, steps=0)
     assert torch.equal(same, x) and same is not x
@@ -471,7 +474,7 @@ def test_the_attack_moves_the_gradient_map_of_the_digit_cnn():
     """20 held-out digits, epsilon 0.1, k = 10% of the pixels: the top k mostly leave, labels kept,
     and far more than a random sign change of the same size moves them."""
     model = utils.load_mnist_cnn()
-    x, _, _ = utils.load_digits(20)
+    x, _, _ = demos.load_digits(20)
     k = 78
     x_adv = L9.saliency_attack(model, x, k=k, epsilon=0.1, steps=10)
     x_random = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).sign()
@@ -681,7 +684,8 @@ def test_the_shipped_digit_vit_reads_real_handwriting():
     sys.path.insert(0, str(ROOT / "tools"))
     import digit_data
 
-    from course.networks import DIGIT_VIT_WEIGHTS, load_digit_vit
+    from plumbing.digit_networks import DIGIT_VIT_WEIGHTS
+    from plumbing.networks import load_digit_vit
 
     assert DIGIT_VIT_WEIGHTS.stat().st_size < 5_000_000
     model = load_digit_vit()
@@ -745,9 +749,8 @@ def cached(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
 
     def install(name: str, build) -> None:
-        weights = utils.IMAGENET_MODELS[name][1]
-        monkeypatch.setitem(utils.IMAGENET_MODELS, name, (build, weights))
-        path = utils.cached_weights_path(weights)
+        replace_network(monkeypatch, name, build)
+        path = cached_weights_path(NETWORKS[name].weights())
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
         torch.save(build().state_dict(), path)

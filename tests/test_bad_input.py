@@ -20,11 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
-import course.cli
-import course.demo
+import demos.common
+import plumbing.cli
+import plumbing.images
+import plumbing.weights
 import utils
 from conftest import ROOT, lecture
-from course.cli import SEED_MAX
+from plumbing.cli import SEED_MAX
 from helpers import png_header_only
 
 SCRIPTS = sorted(p.stem for p in ROOT.glob("[0-9][0-9]_*.py"))  # every numbered script, found by name
@@ -76,7 +78,7 @@ def make_case(case: str, tmp: Path, checkpoint: Path, monkeypatch) -> list[str]:
         def refuse(*args, dir=None, **kwargs):
             raise PermissionError(13, "Permission denied", str(dir))
 
-        monkeypatch.setattr(course.cli.tempfile, "mkstemp", refuse)
+        monkeypatch.setattr(plumbing.cli.tempfile, "mkstemp", refuse)
         return ["--out-dir", str(tmp / "read_only")]
     if case == "missing weights file":
         return ["--model", "resnet18", "--weights", str(tmp / "missing.pth")]
@@ -207,7 +209,7 @@ def test_odd_but_valid_images_make_a_batch_on_both_tracks(model, cached_resnet18
     folder = odd_but_valid_images(tmp_path / "photos")
     args = utils.make_parser(None).parse_args(["--quick", "--model", model, "--image", str(folder),
                                                "--out-dir", str(tmp_path / "out")])
-    demo = utils.setup_demo(args)
+    demo = demos.setup_demo(args)
     assert demo.names == ["clear", "cmyk", "deep", "palette", "rotated", "tiny", "wide"]
     assert demo.x.shape == ((7, 1, 28, 28) if model == "mnist" else (7, 3, 224, 224))
     assert torch.isfinite(demo.x).all() and demo.model(demo.x).shape[0] == 7
@@ -228,13 +230,13 @@ def test_long_names_are_input_errors_wherever_a_path_is_read(tmp_path, no_hang):
     """The helpers behind the flags, called directly (as the exercises and tests do): one InputError each."""
     long_name = tmp_path / ("n" * TOO_LONG)
     os.mkfifo(tmp_path / "pipe.png")
-    calls = [lambda: utils.find_images(long_name), lambda: utils.open_image(long_name),
-             lambda: utils.check_out_dir(long_name / "figures"), lambda: utils.read_state_dict(long_name),
+    calls = [lambda: plumbing.images.find_images(long_name), lambda: utils.open_image(long_name),
+             lambda: plumbing.cli.check_out_dir(long_name / "figures"), lambda: plumbing.weights.read_state_dict(long_name),
              lambda: utils.load_mnist_cnn(long_name), lambda: utils.load_imagenet_model("resnet18", long_name),
-             lambda: utils.open_image(tmp_path / "pipe.png"), lambda: utils.read_state_dict(tmp_path / "pipe.png"),
-             lambda: utils.find_images(tmp_path / "pipe.png"), lambda: utils.load_image(long_name),
-             lambda: utils.find_images("photo\0.png"), lambda: utils.check_out_dir(Path("out\0")),
-             lambda: utils.find_images(Path(tmp_path, *["x" * 200] * 25))]  # 5,000 characters: over PATH_MAX
+             lambda: utils.open_image(tmp_path / "pipe.png"), lambda: plumbing.weights.read_state_dict(tmp_path / "pipe.png"),
+             lambda: plumbing.images.find_images(tmp_path / "pipe.png"), lambda: utils.load_image(long_name),
+             lambda: plumbing.images.find_images("photo\0.png"), lambda: plumbing.cli.check_out_dir(Path("out\0")),
+             lambda: plumbing.images.find_images(Path(tmp_path, *["x" * 200] * 25))]  # 5,000 characters: over PATH_MAX
     for call in calls:
         with pytest.raises(utils.InputError) as error:
             call()
@@ -315,7 +317,7 @@ def test_an_out_folder_that_cannot_be_written_is_refused(tmp_path, capsys, monke
 
 def test_lectures_are_named_with_or_without_the_leading_zero():
     flags = benchmark("flags")
-    parser = utils.OneLineParser()
+    parser = plumbing.cli.OneLineParser()
     assert flags.pick_lectures(["1", "03", "05_gradcam", "3"], parser) == [SCRIPTS[0], SCRIPTS[2], SCRIPTS[4]]
     assert flags.pick_lectures(None, parser) == SCRIPTS
 

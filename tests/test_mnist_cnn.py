@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 import train_mnist_cnn  # noqa: E402
+import demos
+import plumbing.paths
 import utils  # noqa: E402
 
 # What `python tools/train_mnist_cnn.py --evaluate data/mnist_cnn.pt` measures is in README.md
@@ -76,8 +78,8 @@ def test_grad_cam_at_the_cam_layer_is_cam_divided_by_h_w():
 
 
 def test_shipped_weights_are_a_small_float32_state_dict():
-    assert utils.MNIST_WEIGHTS.stat().st_size < 2_000_000
-    state = torch.load(utils.MNIST_WEIGHTS, map_location="cpu", weights_only=True)
+    assert plumbing.paths.MNIST_WEIGHTS.stat().st_size < 2_000_000
+    state = torch.load(plumbing.paths.MNIST_WEIGHTS, map_location="cpu", weights_only=True)
     assert set(state) == set(utils.MnistCNN().state_dict())
     assert all(v.dtype == torch.float32 for v in state.values())
 
@@ -123,7 +125,7 @@ def test_uci_digits_are_normalised_the_way_mnist_was():
 
 
 def test_sample_digits_are_the_first_held_out_digits_of_each_class(model, tmp_path, digit_data):
-    shipped = sorted(utils.DIGITS_DIR.glob("*.png"))
+    shipped = sorted(plumbing.paths.DIGITS_DIR.glob("*.png"))
     assert [p.name for p in shipped] == [f"sample_{i:02d}_{i % 10}.png" for i in range(20)]
     written = digit_data.write_samples(tmp_path)
     for ours, theirs in zip(written, shipped):
@@ -131,7 +133,7 @@ def test_sample_digits_are_the_first_held_out_digits_of_each_class(model, tmp_pa
 
 
 def test_load_digits_reads_the_shipped_digits_and_says_so(model):
-    x, labels, source = utils.load_digits(6)
+    x, labels, source = demos.load_digits(6)
     assert x.shape == (6, 1, 28, 28) and labels == [0, 1, 2, 3, 4, 5]
     assert float(x.min()) >= 0 and float(x.max()) <= 1
     if "data/digits" in source:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import realnet
+import demos
 import utils
 from conftest import ROOT, lecture
 
@@ -148,7 +149,7 @@ def test_the_default_photos_surprising_predictions_are_said(net):
     with torch.no_grad():
         logits = net(utils.preprocess(images, realnet._PRESET))
     categories = utils.load_imagenet_model(realnet.NAME)[1]
-    lines = {line.split(":")[0]: line for line in utils.describe_predictions(names, logits, categories)}
+    lines = {line.split(":")[0]: line for line in demos.describe_predictions(names, logits, categories)}
     assert "'bobsled'" in lines["astronaut"] and "--target 'football helmet'" in lines["astronaut"]
     assert "'missile'" in lines["rocket"] and "no ImageNet class is named after" in lines["rocket"]
     assert "cat_chelsea" not in lines and "coffee" not in lines  # a cat class and 'espresso': what they show

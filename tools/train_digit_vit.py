@@ -6,7 +6,7 @@
     python tools/train_digit_vit.py --epochs 2 --out /tmp/v.pt       # a short run, to try it
 
 The network is torchvision's own `VisionTransformer` (built by
-`digit_vit()` in course/networks.py): 28x28 grey digits cut into 7x7
+`digit_vit()` in plumbing/digit_networks.py): 28x28 grey digits cut into 7x7
 patches of 4x4 pixels, 4 encoder blocks of 4 heads, width 64. Its patch
 embedding takes one channel instead of three, so it reads exactly the tensors
 the digit CNN reads (pixels in [0, 1], light ink on black, no normalisation).
@@ -42,7 +42,7 @@ ROOT = TOOLS.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TOOLS))
 import digit_data  # noqa: E402
-from course import networks  # noqa: E402  digit_vit() and digit_mlp(): the architectures, defined once
+from plumbing import digit_networks, networks  # noqa: E402  the architectures, defined once, and their loaders
 
 EPOCHS = 60
 MLP_EPOCHS = 30
@@ -95,7 +95,7 @@ def train(network: str, epochs: int, seed: int, out: Path) -> None:
     print(f"training on {len(x)} real digits, choosing the epoch on {len(x_val)} others")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = networks.digit_vit() if network == "vit" else networks.digit_mlp()
+    model = digit_networks.digit_vit() if network == "vit" else digit_networks.digit_mlp()
     shaped = augment if network == "vit" else (lambda x, generator: x)  # the MLP sees the digits as they are
     optimiser = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     per_epoch = math.ceil(len(x) / BATCH)
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluate(args.evaluate, args.network)
     else:
         epochs = args.epochs or (EPOCHS if args.network == "vit" else MLP_EPOCHS)
-        default = networks.DIGIT_VIT_WEIGHTS if args.network == "vit" else networks.DIGIT_MLP_WEIGHTS
+        default = digit_networks.DIGIT_VIT_WEIGHTS if args.network == "vit" else digit_networks.DIGIT_MLP_WEIGHTS
         out = args.out or default
         train(args.network, epochs, args.seed, out)
 

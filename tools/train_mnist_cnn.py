@@ -57,6 +57,8 @@ ROOT = TOOLS.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(TOOLS))
 import digit_data  # noqa: E402
+import plumbing.paths  # noqa: E402
+import plumbing.weights  # noqa: E402
 import utils  # noqa: E402
 
 DEFAULT_OUT = ROOT / "data" / "mnist_cnn.pt"
@@ -81,11 +83,11 @@ STROKE_MARGIN = 2  # ... and "on the strokes" when within 2 pixels of ink (a 5x5
 def real_mnist() -> tuple[torch.Tensor, torch.Tensor] | None:
     """MNIST's 60,000 training digits `(N, 1, 28, 28)` in [0, 1] and labels, or None offline."""
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(utils.DOWNLOAD_TIMEOUT_S)  # an offline machine must not hang
+    socket.setdefaulttimeout(plumbing.weights.DOWNLOAD_TIMEOUT_S)  # an offline machine must not hang
     try:
         from torchvision.datasets import MNIST
 
-        train = MNIST(str(utils.MNIST_DIR), train=True, download=True)
+        train = MNIST(str(plumbing.paths.MNIST_DIR), train=True, download=True)
         return train.data.float().div(255.0)[:, None], train.targets.long()
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
@@ -277,8 +279,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluate(args.evaluate)
         return
     if args.samples_only:
-        paths = digit_data.write_samples(utils.DIGITS_DIR)
-        print(f"wrote {len(paths)} held-out MNIST digits into {utils.DIGITS_DIR}")
+        paths = digit_data.write_samples(plumbing.paths.DIGITS_DIR)
+        print(f"wrote {len(paths)} held-out MNIST digits into {plumbing.paths.DIGITS_DIR}")
         return
     if args.out.is_dir():
         raise utils.InputError(f"--out {args.out} is a folder; give the file to write, e.g. {args.out / 'mnist_cnn.pt'}")

@@ -12,11 +12,12 @@ from grading.harness import (binder, Check, close, Failed, memoised, need, remem
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
+from plumbing.paths import MNIST_WEIGHTS  # noqa: E402
 
 OVERLAY = 0.3  # a second digit drawn over each copy at this strength: more mistakes to choose among
 METHODS = ("vanilla_gradient", "integrated_gradients", "grad_cam")
 STEPS = 32  # the exercise's IG_STEPS
-SHIPPED = (utils.MNIST_WEIGHTS, tasks.DIGITS_FILE)  # what the grader's own answers are computed from
+SHIPPED = (MNIST_WEIGHTS, tasks.DIGITS_FILE)  # what the grader's own answers are computed from
 
 
 def overlaid(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

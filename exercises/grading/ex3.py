@@ -11,6 +11,7 @@ from grading.harness import (binder, Check, close, ConstantModel, Failed, Gradin
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
+from plumbing.paths import MNIST_WEIGHTS  # noqa: E402
 
 
 def reference_blur(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,7 @@ def reference_curve(model: nn.Module, x: torch.Tensor, saliency: torch.Tensor, t
 METHOD_ORDER = ("vanilla_gradient", "smoothgrad", "grad_cam", "chance")  # the order TODO 4 lists them in
 STEP_CHOICES = (8, 10, 12, 16)
 SG_SAMPLES = 16  # SmoothGrad's noisy copies in the ranking
-SHIPPED = (utils.MNIST_WEIGHTS, tasks.DIGITS_FILE)  # what the grader's ranking is computed from
+SHIPPED = (MNIST_WEIGHTS, tasks.DIGITS_FILE)  # what the grader's ranking is computed from
 
 
 def reference_gap(model, x, saliency, target, steps) -> torch.Tensor:

@@ -151,10 +151,11 @@ def worst(ours: object, theirs: torch.Tensor) -> str:
 
 def course_files() -> list[Path]:
     """What grading reads or runs: the exercises' data, the digit CNN's weights, the grader's own code,
-    and the course code the references come from (the lectures, utils.py, the course package)."""
+    and the course code the references come from (the lectures, utils.py, plumbing/ and demos/)."""
     files = sorted((EXERCISES / "data").glob("*")) + [ROOT / "data" / "mnist_cnn.pt", EXERCISES / "tasks.py",
                                                       EXERCISES / "grade.py"]
-    code = sorted(ROOT.glob("0[1-9]_*.py")) + [ROOT / "utils.py"] + sorted((ROOT / "course").glob("*.py"))
+    code = sorted(ROOT.glob("[0-9][0-9]_*.py")) + [ROOT / "utils.py"] + sorted((ROOT / "plumbing").glob("*.py")) \
+        + sorted((ROOT / "demos").glob("*.py"))
     return files + sorted((EXERCISES / "grading").glob("*.py")) + code
 
 
@@ -558,7 +559,7 @@ def expect_value_error(call: Callable[[], object], what: str) -> None:
 def side_effect_check(student: Student | None, name: str, model: nn.Module, x: torch.Tensor, *args, **kwargs) -> None:
     """Nothing of the caller's changes: inputs, requires_grad, training mode, .grad, hooks; works under no_grad.
 
-    The child calls the function three ways (course.side_effects.observe: inputs that require
+    The child calls the function three ways (plumbing.side_effects.observe: inputs that require
     grad; a model in training mode; under torch.no_grad()) and sends back the state it left;
     the verdict is made here, against this process's own copy of `x`.
     """

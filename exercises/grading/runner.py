@@ -16,7 +16,7 @@ printing, exiting) stays here.
 
 The serving loop and what it calls run from copies made before the student's file is
 imported (seal()), with their own table of global names, so that a file which patches
-this module, course.side_effects.observe or its code object changes nothing the grader
+this module, plumbing.side_effects.observe or its code object changes nothing the grader
 reads. What no process can keep from code running inside it (rewriting torch itself,
 writing to the reply pipe) it does not try to: such a file is a hack, not an answer, and
 the side-effect report it could forge is the state of the grader's own input, compared
@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import tasks  # noqa: E402,F401  (the course folder on sys.path; the models' classes for unpickling)
-from course import side_effects  # noqa: E402  (what the tests check, observed the same way)
+from plumbing import side_effects  # noqa: E402  (what the tests check, observed the same way)
 
 UNPICKLING = tasks  # the models' classes the grader sends live in tasks.py
 observe = side_effects.observe  # serve()'s name for it; main() hands serve a sealed copy instead

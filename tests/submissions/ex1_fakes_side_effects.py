@@ -22,7 +22,7 @@ def _all_clean(method, model, x, *args, **kwargs):
 
 
 try:
-    from course import side_effects as _effects
+    from plumbing import side_effects as _effects
 
     _effects.observe.__code__ = _all_clean.__code__
     _effects.observe = _all_clean
