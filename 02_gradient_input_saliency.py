@@ -7,16 +7,9 @@ feature's share of the score.
     A_c(x)_i = x_i * dS_c/dx_i (x)                 signed: red raises S_c, blue lowers it
     linear model S_c(x) = w . x + b:   sum_i A_c(x)_i + b = S_c(x)   exactly
 
-What it fixes: sensitivity is weighed by presence, so the map often looks sharper, and
-its sum means something: S_c(x) - S_c(0) exactly for a linear model, and for a ReLU
-network without biases before its last layer (Euler's theorem; the digit CNN is one);
-otherwise only its first-order estimate, often far off (lecture 4 makes it exact).
-What it breaks: an input at zero gets zero, whatever its importance. Digits are raw
-[0, 1]: zero is black, and the background (a 0's empty hole) can never be credited.
-Photos are normalised: zero is the colour the normalisation subtracts (ImageNet's mean
-colour, or mid-grey for EfficientNet-Lite), and a black pixel, (0 - mean) / std, lies far
-from it, so multiplying by it inflates its share, which the script measures. Either way
-the map depends on where zero is: the baseline that lecture 4 makes explicit.
+What it fixes: sensitivity is weighed by presence, so the map often looks sharper, and its
+sum means something (exactly S_c(x) - S_c(0) for a linear model or a bias-free ReLU network).
+What it breaks: an input at zero gets zero, whatever its importance; the demo shows where zero is.
 
 Papers: A. Shrikumar, P. Greenside, A. Shcherbina, A. Kundaje, "Not Just a Black Box",
 2016, https://arxiv.org/abs/1605.01713; M. Ancona, E. Ceolini, C. Oztireli, M. Gross,
@@ -40,14 +33,6 @@ import utils
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c/dx
 
-QUICK_PHOTOS = 2  # --quick explains this many photos ...
-QUICK_DIGITS = 4  # ... or digits
-DIGITS = 6
-LINEAR_SEED = 0  # the random linear model of the sanity check ...
-LINEAR_CLASSES = 3  # ... and its number of classes
-DARK = 0.15  # a photo's pixel is dark when every channel is below this, on a 0 (black) to 1 scale
-
-
 # %% The method ---------------------------------------------------------------------
 
 
@@ -67,6 +52,16 @@ def gradient_x_input(model: nn.Module, inputs: torch.Tensor, target=None) -> tor
 
 
 # %% The sanity checks that teach it ---------------------------------------------------
+# The sum: S_c(x) - S_c(0) exactly for a linear model, and for a ReLU network without biases before
+# its last layer (Euler's theorem; the digit CNN is one); otherwise only its first-order estimate,
+# often far off (lecture 4 makes it exact). Zero: digits are raw [0, 1], so zero is black and the
+# background (a 0's empty hole) can never be credited. Photos are normalised: zero is the colour the
+# normalisation subtracts (ImageNet's mean colour, or mid-grey for EfficientNet-Lite), and a black
+# pixel, (0 - mean) / std, lies far from it, so multiplying by it inflates its share, which the demo
+# measures. Either way the map depends on where zero is: the baseline that lecture 4 makes explicit.
+
+LINEAR_SEED = 0  # the random linear model of the sanity check ...
+LINEAR_CLASSES = 3  # ... and its number of classes
 
 
 def linear_check(x: torch.Tensor, classes: int = LINEAR_CLASSES, seed: int = LINEAR_SEED):
@@ -148,6 +143,11 @@ def plot_mnist(demo: demos.Demo, grads, attributions, explained):
 
 
 # %% The demo -------------------------------------------------------------------------
+
+QUICK_PHOTOS = 2  # --quick explains this many photos ...
+QUICK_DIGITS = 4  # ... or digits
+DIGITS = 6
+DARK = 0.15  # a photo's pixel is dark when every channel is below this, on a 0 (black) to 1 scale
 
 
 @utils.command_line

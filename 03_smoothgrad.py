@@ -7,13 +7,9 @@ image and the jitter cancels while the features that matter everywhere nearby re
     SG2_c(x) = 1/n sum_{j=1..n} (dS_c/dx (x + eps_j))^2    SmoothGrad-Squared
     sigma    = noise_level * (max(x) - min(x))             per example, in input units
 
-noise_level is a fraction of the image's own range (the paper finds 10 to 20% best),
-so the noise means the same on [0, 1] digits and on normalised photos; dividing by the
-range instead would make the noise shrink as the range grows (tests/test_03_smoothgrad.py
-checks sigma's units). This script prints sigma in input units so you can see what 15% is,
-and how much of each map, as displayed, is regions rather than pixel-to-pixel speckle:
-which noise level that is best for depends on the network and the photo, and the run says
-where on the grid the structure peaks.
+noise_level is a fraction of the image's own range (the paper finds 10 to 20% best), so the
+noise means the same on [0, 1] digits and on normalised photos. The run prints sigma in input
+units, and where on a grid of noise levels the maps' structure (regions, not speckle) peaks.
 
 Papers: D. Smilkov, N. Thorat, B. Kim, F. Viegas, M. Wattenberg, "SmoothGrad: removing
 noise by adding noise", 2017, https://arxiv.org/abs/1706.03825; SmoothGrad-Squared:
@@ -41,20 +37,6 @@ vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c
 N_SAMPLES = 50  # the paper: "50 samples is enough"; the grid below shows why
 NOISE_LEVEL = 0.15  # a fraction of each image's range; the paper finds 10-20% best
 BATCH_SIZE = 32  # noisy copies per forward pass: bounds memory, never changes the result
-QUICK_SAMPLES = 8
-QUICK_PHOTOS = 2  # --quick explains this many photos ...
-QUICK_DIGITS = 3  # ... or digits
-QUICK_SIZE = 112  # --quick shrinks photos to this size: SmoothGrad evaluates the model n times
-DIGITS = 6
-# The grid of noise levels (columns) by sample counts (rows) joins two figures of the paper:
-# its row n = 50 is Figure 3 (noise levels 0 to 50%, 50 samples each), its 10% column is
-# Figure 4 (sample sizes 2, 5, 20, 50 and 100 at 10% noise; 100 left out here to save time).
-GRID_NOISE = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
-GRID_SAMPLES = (2, 5, 20, 50)
-QUICK_GRID_NOISE = (0.0, 0.1, 0.2)
-QUICK_GRID_SAMPLES = (2, 8)
-PAPER_RANGE = (0.10, 0.20)  # the noise levels Smilkov et al. find best
-STRUCTURE_TILES = 14  # the structure number averages over tiles of 1/14 of the image side (16 px at 224)
 
 
 # %% The method ---------------------------------------------------------------------
@@ -96,6 +78,10 @@ def _check(noise_level: float, batch_size: int | None) -> None:
 
 
 # %% What the noise does ---------------------------------------------------------------
+# Dividing by the range instead of multiplying would make the noise shrink as the range grows (a
+# popular from-scratch repository does; tests/test_03_smoothgrad.py checks sigma's units).
+
+STRUCTURE_TILES = 14  # the structure number averages over tiles of 1/14 of the image side (16 px at 224)
 
 
 def structure(maps: np.ndarray, block: int) -> np.ndarray:
@@ -119,6 +105,14 @@ def noisy_copy(x: torch.Tensor, noise_level: float, generator: torch.Generator) 
 
 
 # %% Figures --------------------------------------------------------------------------
+# The grid of noise levels (columns) by sample counts (rows) joins two figures of the paper:
+# its row n = 50 is Figure 3 (noise levels 0 to 50%, 50 samples each), its 10% column is
+# Figure 4 (sample sizes 2, 5, 20, 50 and 100 at 10% noise; 100 left out here to save time).
+GRID_NOISE = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+GRID_SAMPLES = (2, 5, 20, 50)
+QUICK_GRID_NOISE = (0.0, 0.1, 0.2)
+QUICK_GRID_SAMPLES = (2, 8)
+PAPER_RANGE = (0.10, 0.20)  # the noise levels Smilkov et al. find best
 
 
 def for_display(demo: demos.Demo, maps: torch.Tensor) -> np.ndarray:
@@ -193,6 +187,12 @@ def plot_comparison(demo: demos.Demo, grads, smooth, smooth_sq, explained, n_sam
 
 
 # %% The demo -------------------------------------------------------------------------
+
+QUICK_SAMPLES = 8
+QUICK_PHOTOS = 2  # --quick explains this many photos ...
+QUICK_DIGITS = 3  # ... or digits
+QUICK_SIZE = 112  # --quick shrinks photos to this size: SmoothGrad evaluates the model n times
+DIGITS = 6
 
 
 @utils.command_line

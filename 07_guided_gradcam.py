@@ -7,13 +7,10 @@ cares about the class but is blurry. Multiply them: sharp detail, only where the
     L_c(x)    Grad-CAM, ReLU(sum_k alpha_k A_k), upsampled to (1, H, W)   lecture 5
     GGC_c(x) = GB_c(x) * L_c(x)          element-wise, L_c broadcast over the C channels
 
-Both factors are raw values, so the product is too: normalise it for display only,
-after the method, and never inside it (see the sanity check below).
-
-What it does not fix: the detail comes from guided backpropagation, whose maps barely
-change when the network's weights are randomised (Adebayo et al., "Sanity Checks for
-Saliency Maps", NeurIPS 2018). Guided Grad-CAM inherits that failure: only its coarse
-Grad-CAM factor depends on what the network learned. Lecture 8 measures it.
+Both factors are raw values, so the product is too: normalise it for display only.
+What it does not fix: the detail comes from guided backpropagation, which Adebayo et al.
+("Sanity Checks for Saliency Maps", NeurIPS 2018) found nearly unchanged when the weights are
+randomised; lecture 8 measures how much it changes on the course's own networks.
 
 Paper: R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra,
 "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
@@ -24,8 +21,6 @@ In seconds:   python 07_guided_gradcam.py --quick              (ResNet-18)
 Offline:      python 07_guided_gradcam.py --quick --model efficientnet_lite0
 Another layer: python 07_guided_gradcam.py --layer layer3
 Digits:       python 07_guided_gradcam.py --model mnist
-Figures go to outputs/. Offline without cached weights, it says so and runs on efficientnet_lite0
-when its optional packages are installed (requirements-dev.txt), else on the digit CNN.
 """
 from __future__ import annotations
 
@@ -39,11 +34,6 @@ import utils
 
 grad_cam = utils.load_lecture("05_gradcam").grad_cam
 guided_backprop = utils.load_lecture("06_guided_backpropagation").guided_backprop
-
-QUICK_DIGITS = 1  # --quick explains one digit ...
-DIGITS = 3  # ... the full run three; the ImageNet track explains the composite
-PHOTOS = [utils.COMPOSITE]
-
 
 # %% The method ---------------------------------------------------------------------
 
@@ -97,6 +87,10 @@ def plot_three_panels(demo: demos.Demo, index: int, classes: list[int], GB: torc
 
 
 # %% The demo -------------------------------------------------------------------------
+
+QUICK_DIGITS = 1  # --quick explains one digit ...
+DIGITS = 3  # ... the full run three; the ImageNet track explains the composite
+PHOTOS = [utils.COMPOSITE]
 
 
 @utils.command_line
