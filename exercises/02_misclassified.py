@@ -1,4 +1,4 @@
-"""Exercise 2 of 5: what do three methods say about the digit CNN's mistakes?
+"""Exercise 2: what do three methods say about the digit CNN's mistakes?
 
 The course's digit CNN (utils.load_mnist_cnn) reads real handwriting it never saw,
 the fixed set in exercises/data/heldout_digits.npz (tasks.heldout_digits), and gets

@@ -1,4 +1,4 @@
-"""Exercise 4 of 5: saliency on a domain model: does it point at the lesion?
+"""Exercise 4: saliency on a domain model: does it point at the lesion?
 
 A medical-style task made by code (tasks.lesion_dataset): 32x32 "scans" with tissue
 texture, bright vessel-like lines and a dark cyst; half of them also carry a lesion,

@@ -3,7 +3,7 @@
     python exercises/grade.py N [FILE] [--seed S] [--time-limit SECONDS]
     python exercises/grade.py --notes          # the instructor notes' numbers, computed now
 
-N is the exercise (1 to 5); FILE is your file (default: the starter, exercises/0N_....py).
+N is the exercise (one of grading/catalogue.py's FILES); FILE is your file (default: the starter, exercises/0N_....py).
 --seed S grades on a variation drawn from S (other digits, step counts, marker corners,
 scans and hidden models); without it, the shipped variation. A failed check says what
 was expected, what came, by how much, and a hint.
@@ -11,7 +11,7 @@ was expected, what came, by how much, and a hint.
 Your file runs in a separate process with a time limit for the whole exercise; its
 prints are kept out of the check lines (a summary goes to stderr). Exit status: 0
 when every check passes, 1 otherwise, 2 for a usage error or a course file missing.
-The checks live in exercises/grading/ (harness.py, and ex1.py to ex5.py).
+The checks live in exercises/grading/ (the harness and its rooms, and one exN.py per exercise).
 """
 from __future__ import annotations
 
@@ -22,11 +22,12 @@ from pathlib import Path
 from types import ModuleType
 
 EXERCISES = Path(__file__).resolve().parent
-sys.path.insert(0, str(EXERCISES.parent))  # utils.py and the course package, as in the lectures
+sys.path.insert(0, str(EXERCISES.parent))  # utils.py, plumbing/ and demos/, as in the lectures
 sys.path.insert(0, str(EXERCISES))  # tasks.py and grading/
 
-FILES = {1: "01_occlusion.py", 2: "02_misclassified.py", 3: "03_evaluation_protocol.py",
-         4: "04_domain_model.py", 5: "05_find_the_shortcut.py"}
+from grading.catalogue import FILES  # noqa: E402  (N -> starter's name, found from the files)
+
+NUMBERS = ", ".join(map(str, FILES))
 USAGE = "usage: python exercises/grade.py N [FILE] [--seed S] [--time-limit SECONDS] | --notes"
 
 
@@ -85,11 +86,11 @@ def parse(argv: list[str]) -> tuple[dict | None, str]:
             return None, "--notes takes nothing else"
         return {"notes": True}, ""
     if not positional:
-        return None, "which exercise? N is 1 to 5"
+        return None, f"which exercise? N is one of {NUMBERS}"
     if len(positional) > 2:
         return None, f"one exercise and one file, got {len(positional)} arguments"
     if positional[0] not in {str(n) for n in FILES}:
-        return None, f"N must be 1, 2, 3, 4 or 5, got {positional[0]!r}"
+        return None, f"N must be one of {NUMBERS}, got {positional[0]!r}"
     exercise = int(positional[0])
     path = Path(positional[1]) if len(positional) == 2 else EXERCISES / FILES[exercise]
     if not path.is_file() or path.suffix != ".py":

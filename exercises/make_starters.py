@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 EXERCISES = Path(__file__).resolve().parent
-FILES = ("01_occlusion.py", "02_misclassified.py", "03_evaluation_protocol.py", "04_domain_model.py",
-         "05_find_the_shortcut.py")
+sys.path.insert(0, str(EXERCISES))
+from grading.catalogue import FILES as NUMBERED  # noqa: E402  (found from the files: a new exercise is picked up)
+
+FILES = tuple(name for name in NUMBERED.values() if (EXERCISES / "solutions" / name).is_file())
 TITLE_MARK = "       (instructor solution)"
 MARKER = re.compile(r"^(\s*)### (BEGIN SOLUTION|STARTER|END SOLUTION)\s*$")
 

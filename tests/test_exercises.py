@@ -18,7 +18,7 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 sys.path.insert(0, str(EXERCISES))
 
 import grade  # noqa: E402
-from grading import harness  # noqa: E402
+from grading import child, harness, models, variations  # noqa: E402
 
 # Grading restores the course's files a hostile submission damages, and would blame the file it is
 # grading for damage done meanwhile by another: these tests must run one after another (pyproject.toml
@@ -69,11 +69,11 @@ def test_solution_earns_every_point_on_an_instructors_seed(exercise):
 
 
 def test_a_seed_changes_the_variation():
-    shipped = [name for name, _ in grade.checks_module(1).checks(None, harness.Variation())]
-    drawn = [name for name, _ in grade.checks_module(1).checks(None, harness.Variation(7))]
+    shipped = [name for name, _ in grade.checks_module(1).checks(None, variations.Variation())]
+    drawn = [name for name, _ in grade.checks_module(1).checks(None, variations.Variation(7))]
     assert shipped != drawn and len(shipped) == len(drawn)
-    five = [name for name, _ in grade.checks_module(5).checks(None, harness.Variation(7))]
-    assert five != [name for name, _ in grade.checks_module(5).checks(None, harness.Variation())]
+    five = [name for name, _ in grade.checks_module(5).checks(None, variations.Variation(7))]
+    assert five != [name for name, _ in grade.checks_module(5).checks(None, variations.Variation())]
 
 
 @pytest.mark.parametrize("exercise", sorted(grade.FILES))
@@ -152,17 +152,17 @@ def test_each_file_starts_from_a_clean_fork_and_a_killed_fork_server_is_replaced
     assert_well_formed(output, passed, total)
     if sys.platform.startswith("linux"):  # where a child ends with its server (runner.child)
         assert "ended the grading process (exit status -9)" in output, output
-    killed = harness._SERVER[0].process
+    killed = child._SERVER[0].process
     assert killed.poll() is not None  # the file did kill its server
     again, again_total, again_output, _ = graded(1, EXERCISES / "solutions" / grade.FILES[1], seed=5)
     assert again == again_total, again_output
-    assert harness._SERVER[0].process is not killed and harness._SERVER[0].process.poll() is None
+    assert child._SERVER[0].process is not killed and child._SERVER[0].process.poll() is None
 
 
 def test_the_fork_server_kills_only_its_own_children():
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        server = harness.fork_server()
+        server = child.fork_server()
         assert server.ask(f"kill {other.pid}") == other.pid
         assert other.poll() is None  # not the server's child: untouched
     finally:
@@ -195,7 +195,7 @@ def test_a_missing_course_file_refuses_grading(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, words", [
-    ([], "which exercise"), (["6"], "N must be 1"), (["one"], "N must be 1"), (["1", "missing.py"], "not a Python file"),
+    ([], "which exercise"), (["6"], "N must be one of"), (["one"], "N must be one of"), (["1", "missing.py"], "not a Python file"),
     (["1", "a.py", "b.py"], "one exercise and one file"), (["1", "--seed", "x"], "--seed takes a whole number"),
     (["1", "--seed"], "--seed needs a value"), (["1", "--frobnicate"], "unknown option --frobnicate"),
     (["1", "--time-limit", "0"], "--time-limit"), (["--notes", "1"], "--notes takes nothing else")])
@@ -241,7 +241,7 @@ def test_the_graders_references_equal_lecture_8():
     comparative = grade.tasks.utils.load_lecture("08_comparative_analysis")
     if not hasattr(comparative, "deletion_curve") or not hasattr(comparative, "pointing_game"):
         pytest.skip("lecture 8 has no deletion_curve or pointing_game yet")
-    model = harness.GradingCNN(channels=3, seed=1)
+    model = models.GradingCNN(channels=3, seed=1)
     x = torch.rand(2, 3, 9, 8, generator=torch.Generator().manual_seed(0))
     saliency = torch.randn(2, 3, 9, 8, generator=torch.Generator().manual_seed(1))
     ours = ex3.reference_curve(model, x, saliency, [0, 2], 6)

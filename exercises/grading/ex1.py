@@ -7,9 +7,10 @@ from functools import partial
 import torch
 from torch import nn
 
-from grading.harness import (binder, Check, close, expect_value_error, Failed, GradingCNN, need, show,
-                             side_effect_check, Student, SumModel, SumOrConstant, Variation, WeightedSum,
-                             worst)
+from grading.checking import binder, Check, close, expect_value_error, Failed, need, show, side_effect_check, worst
+from grading.models import GradingCNN, SumModel, SumOrConstant, WeightedSum
+from grading.student import Student
+from grading.variations import Variation
 
 import utils  # noqa: E402
 

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grading.harness import (binder, Check, close, Failed, memoised, need, remembered, show, Student,
-                             Variation, worst, written_check)
+from grading.checking import binder, Check, close, Failed, need, show, worst, written_check
+from grading.student import Student
+from grading.variations import memoised, remembered, Variation
 
 import tasks  # noqa: E402
 import utils  # noqa: E402

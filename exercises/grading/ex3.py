@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grading.harness import (binder, Check, close, ConstantModel, Failed, GradingCNN, LinearTwoClass,
-                             memoised, need, remembered, show, side_effect_check, Student, Variation, worst)
+from grading.checking import binder, Check, close, Failed, need, show, side_effect_check, worst
+from grading.models import ConstantModel, GradingCNN, LinearTwoClass
+from grading.student import Student
+from grading.variations import memoised, remembered, Variation
 
 import tasks  # noqa: E402
 import utils  # noqa: E402

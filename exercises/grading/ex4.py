@@ -6,8 +6,9 @@ import copy
 import torch
 from torch import nn
 
-from grading.harness import (binder, Check, Failed, memoised, need, remembered, show, side_effect_check,
-                             Student, Variation, written_check)
+from grading.checking import binder, Check, Failed, need, show, side_effect_check, written_check
+from grading.student import Student
+from grading.variations import memoised, remembered, Variation
 
 import tasks  # noqa: E402
 import utils  # noqa: E402

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from grading.harness import (binder, Check, close, Failed, need, remembered, show, side_effect_check, Student,
-                             Variation)
+from grading.checking import binder, Check, close, Failed, need, show, side_effect_check
+from grading.student import Student
+from grading.variations import remembered, Variation
 
 import tasks  # noqa: E402
 

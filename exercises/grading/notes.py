@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from grading.harness import EXERCISES
+from grading.guard import EXERCISES
 
 import tasks  # noqa: E402
 import utils  # noqa: E402
@@ -32,9 +32,9 @@ def exercise_2() -> list[str]:
     images, labels = tasks.heldout_digits()
     answers = s.answer_questions(model, images, labels)
     wrong, _ = s.find_mistakes(model, images, labels)
-    from grading import ex2, harness
+    from grading import ex2, variations
 
-    x, y = ex2.grading_digits(model, harness.Variation())
+    x, y = ex2.grading_digits(model, variations.Variation())
     graded_wrong, _ = s.find_mistakes(model, x, y)
     shares = ", ".join(f"{m} {v:.2f}" for m, v in answers["share_on_ink"].items())
     return [f"exercise 2, the {len(images)} held-out digits: {answers['n_mistakes']} mistakes at {wrong.tolist()}; "
@@ -101,11 +101,11 @@ def exercise_5() -> list[str]:
 
 
 def thresholds() -> list[str]:
-    from grading import ex4, harness
+    from grading import ex4, student
 
     return [f"the grader's thresholds: exercise 4's pointing game at least {ex4.LESION_PASS_RATE:.0%}, its maps' "
             f"correlation with random weights below {ex4.MODEL_DEPENDENCE}; the time limit "
-            f"{harness.TIME_LIMIT:.0f} s per exercise; output capped at {harness.OUTPUT_CAP // 1_000_000} MB"]
+            f"{student.TIME_LIMIT:.0f} s per exercise; output capped at {student.OUTPUT_CAP // 1_000_000} MB"]
 
 
 def text() -> str:

@@ -1,4 +1,4 @@
-"""Exercise 1 of 5: occlusion sensitivity from scratch.       (instructor solution)
+"""Exercise 1: occlusion sensitivity from scratch.       (instructor solution)
 
 Intuition: hide a patch of the image and watch the class score; the pixels whose
 hiding hurts the score most are the ones the network needed (Zeiler and Fergus, 2014,

@@ -1,4 +1,4 @@
-"""Exercise 3 of 5: design an evaluation protocol, and rank methods with it.       (instructor solution)
+"""Exercise 3: design an evaluation protocol, and rank methods with it.       (instructor solution)
 
 Deletion (Petsiuk et al., 2018, RISE, https://arxiv.org/abs/1806.07421) removes the
 most salient pixels first and watches the class probability fall: a faithful map

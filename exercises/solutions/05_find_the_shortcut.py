@@ -1,4 +1,4 @@
-"""Exercise 5 of 5: find a model's bias with saliency alone.       (instructor solution)
+"""Exercise 5: find a model's bias with saliency alone.       (instructor solution)
 
 A shortcut is a feature that goes with the label in the training data but not in the
 world (Geirhos et al., 2020, "Shortcut Learning in Deep Neural Networks",
