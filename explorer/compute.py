@@ -164,7 +164,7 @@ def open_upload(path: str | Path, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Im
     try:
         image = open_image(path)
     except InputError as error:  # its message starts with the temporary file's path: say "the file"
-        raise InputError(str(error).replace(str(path), "the file", 1)) from None
+        raise InputError(str(error).replace(f"{str(path)!r}", "it").replace(str(path), "the file")) from None
     return check_size(image)
 
 
@@ -256,11 +256,14 @@ def lecture_file(row: Method) -> Path:
     return ROOT / f"{row.lecture}.py"
 
 
-def baseline_value(net: Loaded, x: torch.Tensor, choice: object):
-    """A page's baseline choice as the method's `baseline`: None (zeros: after normalisation, the mean
-    colour, as in Captum), a black picture ((0 - mean) / std), or lecture 8's blurred copy."""
-    if choice in (None, BASELINES[0]):
-        return None
+def baseline_value(net: Loaded, x: torch.Tensor, choice: object, zeros: object = None):
+    """A page's baseline choice as the method's `baseline`: zeros (after normalisation, the mean colour,
+    as in Captum; `zeros` is how the method's row says it, None or 0.0), a number, a black picture
+    ((0 - mean) / std), or lecture 8's blurred copy."""
+    if choice is None or choice == BASELINES[0]:
+        return zeros
+    if isinstance(choice, (int, float)) and not isinstance(choice, bool):
+        return float(choice)
     if choice == BASELINES[1]:
         mean = torch.tensor(net.mean, dtype=x.dtype).view(1, -1, 1, 1)
         std = torch.tensor(net.std, dtype=x.dtype).view(1, -1, 1, 1)
@@ -282,7 +285,7 @@ def method_kwargs(row: Method, net: Loaded, x: torch.Tensor, given: dict | None)
     for key, setting in page_settings(row).items():
         value = given.get(key, setting.default)
         if key == "baseline":
-            value = baseline_value(net, x, value)
+            value = baseline_value(net, x, value, setting.default)
         elif key == "layer":
             value = value or net.cam_layer  # a wrong name: the lecture's find_layer lists the layers
         elif setting.choices:
