@@ -178,9 +178,9 @@ def build(networks: list[str] | None = None) -> gr.Blocks:
                     "**inferno** for magnitudes (0 to 1), **red-white-blue** for signed maps (-1 to 1).")
         with gr.Row():
             gr.Image(compute.colour_bar(False), label="magnitudes: 0 to 1", height=40, interactive=False,
-                     show_label=True, container=False)
+                     container=False)
             gr.Image(compute.colour_bar(True), label="signed: -1 (blue) to 1 (red)", height=40, interactive=False,
-                     show_label=True, container=False)
+                     container=False)
         maps = gr.Gallery(label="maps", columns=4, height="auto", object_fit="contain", elem_id="maps")
         numbers = gr.Markdown("", elem_id="numbers")
         classes_gallery = gr.Gallery(label="top 5 classes' gradients", columns=5, height="auto",
@@ -214,6 +214,8 @@ def build(networks: list[str] | None = None) -> gr.Blocks:
 
         def on_picture(src, photo_name, upload_state, drawing, net_name):
             """Show what the network sees and its top 5; update the class and weights choices."""
+            if src == SOURCES[1] and upload_state is None:  # nothing (readable) uploaded: keep the page as it is
+                return tuple(gr.update() for _ in picture_outputs)
             try:
                 if src == SOURCES[2] and net_name != "mnist" and "mnist" in networks:
                     net_name = "mnist"  # a drawn digit is for the digit CNN
