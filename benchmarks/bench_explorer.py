@@ -1,0 +1,110 @@
+"""The explorer's speed and memory on EfficientNet-Lite0 and the cat, through the very functions the page calls.
+
+    python benchmarks/bench_explorer.py --out benchmarks/results_explorer.md
+    python benchmarks/bench_explorer.py --repeats 1          # a quick look
+
+Measures (issue 25's targets in brackets): the five one-pass maps together after a first request (< 1 s);
+SmoothGrad and integrated gradients at their defaults (< 10 s each); the top 5 classes' gradients from one
+forward and one batched backward (`is_grads_batched=True`) against Captum's `Saliency` called once per
+class (<= 0.8 of its time); the process's peak memory (< 2 GB). Times are medians over `--repeats`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import flags  # noqa: F401  (puts the course folder on sys.path)
+from flags import OneLineParser, count, path_flag
+from plumbing.errors import command_line, InputError
+
+
+def parse_arguments(argv):
+    parser = OneLineParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=count, default=5, help="timed runs per measure (default 5)")
+    parser.add_argument("--network", default="efficientnet_lite0", help="default efficientnet_lite0")
+    parser.add_argument("--photo", default="cat_chelsea.png", help="a photo of data/ (default cat_chelsea.png)")
+    parser.add_argument("--out", type=path_flag, default=None,
+                        help="also write the table to this markdown file")
+    return parser.parse_args(argv)
+
+
+def timed(function, repeats: int) -> list[float]:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # Linux: kilobytes
+
+
+@command_line
+def main(argv=None) -> None:
+    args = parse_arguments(argv)
+    import torch
+    from captum.attr import Saliency
+
+    from explorer import compute
+    from plumbing.images import open_image
+
+    if args.network not in compute.available_networks():
+        raise InputError(f"--network {args.network} is not available here: {', '.join(compute.available_networks())}")
+    net = compute.load_network(args.network)
+    x = compute.to_input(net, open_image(compute.DATA_DIR / args.photo))
+    top = [i for i, _, _ in compute.top_classes(net, x)]
+    fast = {m: {} for m in compute.FAST}
+    load = os.getloadavg()
+    rows = []
+
+    compute.explain(net, x, None, fast)  # the first request: lectures imported, kernels warmed
+    seconds = timed(lambda: compute.explain(net, x, None, fast), args.repeats)
+    rows.append(("five one-pass maps together (" + ", ".join(compute.FAST) + ")", seconds, "< 1 s"))
+    for name in ("SmoothGrad", "integrated gradients"):
+        seconds = timed(lambda: compute.explain(net, x, None, {name: {}}, progress=lambda f, d: None),
+                        max(1, min(args.repeats, 2)))
+        rows.append((f"{name} at its defaults, with progress", seconds, "< 10 s"))
+
+    saliency = Saliency(net.model)
+    batched = lambda: compute.top_classes_gradients(net.model, x, top)  # noqa: E731
+    looped = lambda: [saliency.attribute(x, target=c, abs=False) for c in top]  # noqa: E731
+    batched(), looped()  # warm both
+    ours, theirs = [], []
+    for _ in range(args.repeats):  # interleaved, so a burst of load hits both sides alike
+        ours += timed(batched, 1)
+        theirs += timed(looped, 1)
+    same = max(float((a - b[0]).abs().max()) for a, b in zip(batched(), looped()))
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    rows.append(("top 5 classes' gradients, one forward + one batched backward", ours, ""))
+    rows.append(("top 5 classes' gradients, Captum Saliency once per class", theirs, ""))
+
+    lines = [f"# The explorer on {args.network}", "",
+             f"{args.photo}, {net.categories[top[0]]} predicted; {args.repeats} timed runs per measure (SmoothGrad "
+             "and IG: at most 2), median (max). The machine's 2 cores were shared with other jobs (load average "
+             f"{load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end): every number is an upper bound.", "",
+             "| measure | median s | max s | target |", "| --- | --- | --- | --- |"]
+    for what, s, target in rows:
+        lines.append(f"| {what} | {statistics.median(s):.3f} | {max(s):.3f} | {target} |")
+    lines += ["", f"Batched / Captum loop: **{ratio:.2f}** (target <= 0.8); largest difference between the two "
+              f"gradients {same:.1e}.", "",
+              f"Peak memory of the whole run (resident set, `getrusage`): **{peak_gb():.2f} GB** (target < 2 GB).", "",
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python {platform.python_version()}, "
+              f"{platform.machine()}.", "",
+              f"Command: `python benchmarks/bench_explorer.py --repeats {args.repeats}"
+              + (f" --out {args.out}`" if args.out else "`")]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
