@@ -180,8 +180,8 @@ def drawing_to_image(drawing: np.ndarray | None) -> Image.Image:
     if drawing is None:
         raise InputError("draw a digit first")
     array = np.asarray(drawing)
-    if array.ndim == 3 and array.shape[2] == 4:  # strokes on a transparent pad: ink is where alpha is
-        ink = array[..., 3].astype(np.float32)
+    if array.ndim == 3 and array.shape[2] == 4 and array[..., 3].min() < array[..., 3].max():
+        ink = array[..., 3].astype(np.float32)  # strokes on a transparent pad: ink is where alpha is
     else:
         grey = array.astype(np.float32) if array.ndim == 2 else array[..., :3].astype(np.float32).mean(-1)
         ink = 255.0 - grey if grey.mean() > 127 else grey  # dark ink on a light pad, or light on dark

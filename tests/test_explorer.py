@@ -206,9 +206,13 @@ def test_unknown_class_names_and_blank_drawings_are_one_line(digit):
         compute.class_index(net, "12")
     with pytest.raises(InputError, match="empty"):
         compute.drawing_to_image(np.zeros((50, 50, 4), dtype=np.uint8))
-    stroke = np.zeros((50, 50, 4), dtype=np.uint8)
+    stroke = np.zeros((50, 50, 4), dtype=np.uint8)  # a white stroke on a transparent pad
     stroke[10:40, 20:28] = 255
-    assert compute.to_input(net, compute.drawing_to_image(stroke)).max() > 0.5
+    on_white = np.full((50, 50, 4), 255, dtype=np.uint8)  # a black stroke on an opaque white pad
+    on_white[10:40, 20:28, :3] = 0
+    for drawing in (stroke, on_white):
+        digit = compute.to_input(net, compute.drawing_to_image(drawing))
+        assert digit[0, 0, 14, 13] > 0.5 and digit[0, 0, 2, 2] < 0.1  # light stroke on dark, as in MNIST
 
 
 def test_ten_requests_at_once_take_turns_and_agree(digit):
