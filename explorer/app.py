@@ -288,10 +288,15 @@ def serve(host: str = "127.0.0.1", port: int | None = None, open_browser: bool =
     page.queue(default_concurrency_limit=1, max_size=32)
     from fastapi.responses import PlainTextResponse
 
-    app_kwargs = {}
-    page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, quiet=quiet,
-                show_error=False, max_file_size=f"{compute.MAX_UPLOAD_BYTES // 2**20}mb", theme=theme(),
-                footer_links=[], ssr_mode=False, prevent_thread_lock=True, app_kwargs=app_kwargs)
+    app_kwargs: dict = {}
+    try:
+        page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, quiet=quiet,
+                    show_error=False, max_file_size=f"{compute.MAX_UPLOAD_BYTES // 2**20}mb", theme=theme(),
+                    footer_links=[], ssr_mode=False, prevent_thread_lock=True, app_kwargs=app_kwargs)
+    except OSError as error:  # the port is taken, or the address is not this computer's
+        where = f"{host}:{port}" if port else host
+        raise InputError(f"cannot serve on {where} ({str(error).splitlines()[0]}); try another --port or --host") \
+            from None
     add_lecture_route(page.app, PlainTextResponse)
     page.block_thread()
 
