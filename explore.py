@@ -27,6 +27,16 @@ def port_number(text: str) -> int:
     return port
 
 
+def thread_count(text: str) -> int:
+    try:
+        threads = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"{threads}: at least 1 thread")
+    return threads
+
+
 class OneLineParser(argparse.ArgumentParser):
     def error(self, text: str):  # argparse prints the whole usage first: one line is enough
         print(f"error: {text} (python explore.py --help)", file=sys.stderr)
@@ -40,6 +50,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1",
                         help="the address to bind (default 127.0.0.1: this computer only; 0.0.0.0: the room's network)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    parser.add_argument("--threads", type=thread_count, default=1,
+                        help="torch's threads for a computation (default 1: the page runs one computation at a "
+                             "time, and on a busy machine two threads fighting for cores ran 10-20x slower than one)")
     return parser.parse_args(argv)
 
 
@@ -52,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise InputError(f"the explorer needs {error.name}: pip install -r requirements-explorer.txt") from None
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: serving on {args.host}: anyone who can reach this computer can use the page", file=sys.stderr)
+    import torch
+
+    torch.set_num_threads(args.threads)
     app.serve(args.host, args.port, open_browser=not args.no_browser)
 
 

@@ -29,6 +29,8 @@ def parse_arguments(argv):
     parser.add_argument("--repeats", type=count, default=5, help="timed runs per measure (default 5)")
     parser.add_argument("--network", default="efficientnet_lite0", help="default efficientnet_lite0")
     parser.add_argument("--photo", default="cat_chelsea.png", help="a photo of data/ (default cat_chelsea.png)")
+    parser.add_argument("--threads", type=count, default=1,
+                        help="torch's threads (default 1, as the explorer: see explore.py --help)")
     parser.add_argument("--out", type=path_flag, default=None,
                         help="also write the table to this markdown file")
     return parser.parse_args(argv)
@@ -52,6 +54,8 @@ def main(argv=None) -> None:
     args = parse_arguments(argv)
     import torch
     from captum.attr import Saliency
+
+    torch.set_num_threads(args.threads)
 
     from explorer import compute
     from plumbing.images import open_image
@@ -98,7 +102,7 @@ def main(argv=None) -> None:
               f"Peak memory of the whole run (resident set, `getrusage`): **{peak_gb():.2f} GB** (target < 2 GB).", "",
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python {platform.python_version()}, "
               f"{platform.machine()}.", "",
-              f"Command: `python benchmarks/bench_explorer.py --repeats {args.repeats}"
+              f"Command: `python benchmarks/bench_explorer.py --repeats {args.repeats} --threads {args.threads}"
               + (f" --out {args.out}`" if args.out else "`")]
     text = "\n".join(lines) + "\n"
     print(text)

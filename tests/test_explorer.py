@@ -236,7 +236,7 @@ def test_ten_requests_at_once_take_turns_and_agree(digit):
 
 
 def test_bad_flag_is_one_line_and_exit_2():
-    for flags in (["--port", "http"], ["--port", "70000"], ["--colour"]):
+    for flags in (["--port", "http"], ["--port", "70000"], ["--threads", "0"], ["--colour"]):
         done = subprocess.run([sys.executable, str(ROOT / "explore.py"), *flags], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 2, done
