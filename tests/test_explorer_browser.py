@@ -61,23 +61,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(loopback, tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python explore.py` on a free port, shared by this file's tests (one start-up, ~30 s on a busy machine).
+    It polls with the socket functions saved before conftest's offline fixture could patch them."""
+    folder = tmp_path_factory.mktemp("explorer_server")
     port = free_port()
-    log = open(tmp_path / "server.log", "w")
+    log = open(folder / "server.log", "w")
     process = subprocess.Popen([sys.executable, str(ROOT / "explore.py"), "--port", str(port), "--no-browser"],
-                               stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ})
+                               stdout=log, stderr=subprocess.STDOUT, cwd=folder, env={**os.environ})
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            assert process.poll() is None, (folder / "server.log").read_text()
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                with _create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail("the explorer did not start within 240 s:\n" + (tmp_path / "server.log").read_text())
+            pytest.fail("the explorer did not start within 240 s:\n" + (folder / "server.log").read_text())
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -117,7 +120,7 @@ def expected_numbers(c: int) -> list[str]:
     return numbers + [f"{measured['chance'].deletion:.3f} | {measured['chance'].insertion:.3f}"]
 
 
-def test_a_teacher_explains_a_photo_in_the_browser(server, tmp_path):
+def test_a_teacher_explains_a_photo_in_the_browser(server, loopback, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -128,6 +131,7 @@ def test_a_teacher_explains_a_photo_in_the_browser(server, tmp_path):
             page.on("request", lambda request: hosts.add(request.url.split("/")[2]))
             page.goto(server)
             page.wait_for_selector("#prediction >> text=Top 5", timeout=120_000)
+            assert "One computation runs at a time" in page.inner_text("body")  # the page says it queues
             choose(page, "photo", PHOTO)
             page.wait_for_function("() => document.querySelector('#prediction').innerText.includes('Top 5') && "
                                    "!document.querySelector('#picture .pending')", timeout=60_000)
@@ -160,3 +164,27 @@ def test_a_teacher_explains_a_photo_in_the_browser(server, tmp_path):
         finally:
             browser.close()
     assert hosts == {server.split("/")[2]}, f"the page asked other hosts: {hosts}"
+
+
+def test_ten_requests_at_once_wait_in_the_queue_and_all_finish(server, loopback):
+    """Ten clients ask at once (Gradio's own client, the page's API): each gets its maps, none an error."""
+    from gradio_client import Client
+
+    client = Client(server, verbose=False)
+    jobs = [client.submit(src="a photo of data/", photo_name=PHOTO, drawing=None, net_name="mnist",
+                          ticked=list(METHODS_TICKED), chosen="the prediction", name_text="", n_steps=3,
+                          **{name: None for name in required_without_default(client)}, api_name="/on_explain")
+            for _ in range(10)]
+    outputs = [job.result(timeout=300) for job in jobs]
+    assert [out[2] for out in outputs] == ["Done."] * 10
+    aucs = [re.findall(r"\| (\d\.\d{3}) \| (\d\.\d{3}) \|", out[1]) for out in outputs]  # times differ, AUCs not
+    assert len(aucs[0]) == len(METHODS_TICKED) + 1 and all(a == aucs[0] for a in aucs)
+    assert all(len(out[0]) == len(METHODS_TICKED) for out in outputs)
+
+
+def required_without_default(client) -> list[str]:
+    """The page's inputs with no default in its API (a layer list, SHAP's samples), which the page sends
+    as None when left empty."""
+    endpoint = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/on_explain"]
+    return [p["parameter_name"] for p in endpoint["parameters"]
+            if not p.get("parameter_has_default") and p["parameter_name"] not in ("drawing", "name_text")]
