@@ -43,7 +43,7 @@ MIN_SIDE = 16  # pixels: a smaller picture has nothing to explain once enlarged 
 CURVE_STEPS = 20  # deletion and insertion points (lecture 8 uses 50; 20 as in FINDINGS, for speed)
 TOP_K = 5
 SEED = 0  # every random draw (SmoothGrad's noise, LIME's and SHAP's coalitions, the random map) is seeded
-CHUNK = {"SmoothGrad": 5, "integrated gradients": 5, "LIME": 64, "SHAP": 64}  # evaluations per forward,
+CHUNK = {"SmoothGrad": 5, "integrated gradients": 5, "LIME": 32, "SHAP": 32}  # evaluations per forward,
 #   so that progress can be counted in forward passes (never changes the result beyond rounding)
 INTERNAL = ("batch_size", "generator", "feature_mask")  # settings the page does not offer
 BASELINES = ("zeros (the mean colour)", "black", "blurred")  # a baseline setting's choices on the page
