@@ -29,6 +29,7 @@ SOURCES = ("a photo of data/", "my upload", "a digit I draw")
 PREDICTED = "the prediction"
 QUEUE_NOTE = ("One computation runs at a time (the CPU is shared); other requests wait in the queue, and "
               "each page shows its place in it.")
+DRAW_HINT = "Pick the brush at the pad's left and draw a digit with the mouse; the digit CNN reads it as you draw."
 DEFAULT_METHODS = ("vanilla gradient", "Grad-CAM", "integrated gradients")
 
 
@@ -138,7 +139,7 @@ def build(networks: list[str] | None = None) -> gr.Blocks:
                                     elem_id="photo")
                 upload = gr.File(label=f"upload an image (up to {compute.MAX_UPLOAD_BYTES // 2**20} MB)",
                                  type="filepath", elem_id="upload")
-                sketch = gr.Sketchpad(label="draw a digit (the digit CNN, network 'mnist')", type="numpy",
+                sketch = gr.Sketchpad(label="draw a digit: pick the brush at the left (the digit CNN, network 'mnist')", type="numpy",
                                       image_mode="RGBA", canvas_size=(280, 280), elem_id="sketch",
                                       brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"))
                 network = gr.Dropdown(networks, value=networks[0] if networks else None, label="network",
@@ -216,6 +217,11 @@ def build(networks: list[str] | None = None) -> gr.Blocks:
             """Show what the network sees and its top 5; update the class and weights choices."""
             if src == SOURCES[1] and upload_state is None:  # nothing (readable) uploaded: keep the page as it is
                 return tuple(gr.update() for _ in picture_outputs)
+            if src == SOURCES[2]:
+                try:
+                    compute.drawing_to_image(drawing.get("composite") if isinstance(drawing, dict) else drawing)
+                except InputError:  # an empty pad: a hint, not an error
+                    return (*[gr.update()] * 4, DRAW_HINT, *[gr.update()] * (len(picture_outputs) - 5))
             try:
                 if src == SOURCES[2] and net_name != "mnist" and "mnist" in networks:
                     net_name = "mnist"  # a drawn digit is for the digit CNN
