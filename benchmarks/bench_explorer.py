@@ -10,18 +10,17 @@ class (<= 0.8 of its time); the process's peak memory (< 2 GB). Times are median
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import flags  # noqa: F401  (puts the course folder on sys.path)
 from flags import OneLineParser, count, path_flag
-from plumbing.errors import command_line, InputError
+
+from plumbing.errors import InputError, command_line
 
 
 def parse_arguments(argv):
@@ -79,13 +78,13 @@ def main(argv=None) -> None:
     seconds = timed(lambda: compute.explain(net, x, None, fast), args.repeats)
     rows.append(("five one-pass maps together (" + ", ".join(compute.FAST) + ")", seconds, "< 1 s"))
     for name in ("SmoothGrad", "integrated gradients"):
-        seconds = timed(lambda: compute.explain(net, x, None, {name: {}}, progress=lambda f, d: None),
+        seconds = timed(lambda name=name: compute.explain(net, x, None, {name: {}}, progress=lambda f, d: None),
                         max(1, min(args.repeats, 2)))
         rows.append((f"{name} at its defaults, with progress", seconds, "< 10 s"))
 
     saliency = Saliency(net.model)
-    batched = lambda: compute.top_classes_gradients(net.model, x, top)  # noqa: E731
-    looped = lambda: [saliency.attribute(x, target=c, abs=False) for c in top]  # noqa: E731
+    batched = lambda: compute.top_classes_gradients(net.model, x, top)
+    looped = lambda: [saliency.attribute(x, target=c, abs=False) for c in top]
     batched(), looped()  # warm both
     ours, theirs, ours_cpu, theirs_cpu = [], [], [], []
     for _ in range(args.repeats):  # interleaved, so a burst of load hits both sides alike

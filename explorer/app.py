@@ -19,11 +19,10 @@ from explorer import compute
 
 compute.set_offline_environment()  # before gradio is imported: it reads these at import
 
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
+import gradio as gr
 
-from plumbing.errors import InputError  # noqa: E402
-from plumbing.images import open_image  # noqa: E402
+from plumbing.errors import InputError
+from plumbing.images import open_image
 
 SOURCES = ("a photo of data/", "my upload", "a digit I draw")
 PREDICTED = "the prediction"

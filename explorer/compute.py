@@ -533,7 +533,7 @@ def set_offline_environment() -> None:
         os.environ.setdefault(key, value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lecture_source(name: str) -> str:
     """A lecture's source, for the page's links (only the course's numbered scripts)."""
     from plumbing.lectures import lectures

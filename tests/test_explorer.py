@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import ROOT, lecture
 from helpers import png_header_only, tiny_cnn
+from PIL import Image
+
 from explorer import compute
 from plumbing.errors import InputError
 from plumbing.methods import METHODS

@@ -17,7 +17,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT
 
 CHROMIUM = os.environ.get("EXPLORER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -152,7 +151,7 @@ def test_a_teacher_explains_a_photo_in_the_browser(server, loopback, tmp_path):
             table = page.inner_text("#numbers")
             assert f"{c}:" in table
             page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
-            shown = re.findall(r"(\d\.\d{3})\s+(\d\.\d{3})\s*$", table, flags=re.M)  # deletion, insertion per row
+            shown = re.findall(r"(\d\.\d{3})\s+(\d\.\d{3})\s*$", table, flags=re.MULTILINE)  # deletion, insertion per row
             assert [f"{d} | {i}" for d, i in shown] == expected_numbers(c), table
 
             broken = tmp_path / "broken.png"
