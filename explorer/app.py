@@ -285,25 +285,34 @@ def build(networks: list[str] | None = None) -> gr.Blocks:
     return page
 
 
-def serve(host: str = "127.0.0.1", port: int | None = None, open_browser: bool = True,
-          networks: list[str] | None = None, quiet: bool = False):
-    """Build and start the page; returns when the server stops (Ctrl-C)."""
+def start(host: str = "127.0.0.1", port: int | None = None, open_browser: bool = False,
+          networks: list[str] | None = None, quiet: bool = False, inline: bool | None = None) -> gr.Blocks:
+    """Build the page and start serving it in the background; returns the running page.
+
+    In Jupyter or Colab, `explorer.app.start()` in a cell shows the page inline (Gradio's own rule);
+    `.close()` stops it. `serve` is the command line's: the same, then it waits for Ctrl-C.
+    """
+    from fastapi.responses import PlainTextResponse
+
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_temp_dir()))
     page = build(networks)
     page.queue(default_concurrency_limit=1, max_size=32)
-    from fastapi.responses import PlainTextResponse
-
-    app_kwargs: dict = {}
     try:
         page.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, quiet=quiet,
                     show_error=False, max_file_size=f"{compute.MAX_UPLOAD_BYTES // 2**20}mb", theme=theme(),
-                    footer_links=[], ssr_mode=False, prevent_thread_lock=True, app_kwargs=app_kwargs)
+                    footer_links=[], ssr_mode=False, prevent_thread_lock=True, inline=inline)
     except OSError as error:  # the port is taken, or the address is not this computer's
         where = f"{host}:{port}" if port else host
         raise InputError(f"cannot serve on {where} ({str(error).splitlines()[0]}); try another --port or --host") \
             from None
     add_lecture_route(page.app, PlainTextResponse)
-    page.block_thread()
+    return page
+
+
+def serve(host: str = "127.0.0.1", port: int | None = None, open_browser: bool = True,
+          networks: list[str] | None = None, quiet: bool = False) -> None:
+    """Start the page and wait until Ctrl-C."""
+    start(host, port, open_browser, networks, quiet, inline=False).block_thread()
 
 
 def add_lecture_route(app, response) -> None:

@@ -160,6 +160,9 @@ def test_a_teacher_explains_a_photo_in_the_browser(server, loopback, tmp_path):
             page.wait_for_selector("#status >> text=Cannot do that", timeout=60_000)
             assert "not a readable image" in page.inner_text("#status")
             assert "Traceback" not in page.content()
+
+            link = page.locator("a[href='/lecture/05_gradcam']").first  # each method links to its lecture
+            assert page.request.get(server + link.get_attribute("href")).text().startswith('"""Part 5 of 9')
         finally:
             browser.close()
     assert hosts == {server.split("/")[2]}, f"the page asked other hosts: {hosts}"
