@@ -30,6 +30,10 @@ def parse_arguments(argv):
     parser.add_argument("--photo", default="cat_chelsea.png", help="a photo of data/ (default cat_chelsea.png)")
     parser.add_argument("--threads", type=count, default=1,
                         help="torch's threads (default 1, as the explorer: see explore.py --help)")
+    parser.add_argument("--every-method", action="store_true",
+                        help="then run every method of the table once (LIME and SHAP with 128 coalitions: their "
+                             "memory depends on the coalitions per forward pass, not on how many), its measures and "
+                             "the randomised network, so that the peak memory covers them too")
     parser.add_argument("--out", type=path_flag, default=None,
                         help="also write the table to this markdown file")
     return parser.parse_args(argv)
@@ -99,6 +103,21 @@ def main(argv=None) -> None:
     rows.append(("top 5 classes' gradients, one forward + one batched backward", ours, ""))
     rows.append(("top 5 classes' gradients, Captum Saliency once per class", theirs, ""))
 
+    every = ""
+    if args.every_method:
+        from plumbing.methods import METHODS
+
+        few = {"LIME": {"n_samples": 128}, "SHAP": {"n_samples": 128}}
+        start = time.perf_counter()
+        results = compute.explain(net, x, None, {name: few.get(name, {}) for name in METHODS})
+        compute.measure(net, x, None, results)
+        compute.explain(net, x, None, {"vanilla gradient": {}}, stage=net.stages()[-1])
+        failed = [f"{n}: {r.error}" for n, r in results.items() if r.error]
+        every = (f"Then every method of the table once ({', '.join(METHODS)}; LIME and SHAP with 128 coalitions), "
+                 f"their deletion and insertion curves and a gradient on the randomised network: "
+                 f"{time.perf_counter() - start:.0f} s wall" + (f"; no map: {'; '.join(failed)}" if failed else "")
+                 + ". The peak memory below includes them.")
+
     lines = [f"# The explorer on {args.network}", "",
              f"{args.photo}, {net.categories[top[0]]} predicted; {args.repeats} timed runs per measure (SmoothGrad "
              "and IG: at most 2), median (max). The machine's 2 cores were shared with other jobs (load average "
@@ -112,10 +131,12 @@ def main(argv=None) -> None:
     lines += ["", f"Batched / Captum loop: **{ratio:.2f}** in wall time, {ratio_cpu:.2f} in CPU time (target <= 0.8); "
               f"largest difference between the two "
               f"gradients {same:.1e}.", "",
+              *([every, ""] if every else []),
               f"Peak memory of the whole run (resident set, `getrusage`): **{peak_gb():.2f} GB** (target < 2 GB).", "",
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, Python {platform.python_version()}, "
               f"{platform.machine()}.", "",
               f"Command: `python benchmarks/bench_explorer.py --repeats {args.repeats} --threads {args.threads}"
+              + (" --every-method" if args.every_method else "")
               + (f" --out {args.out}`" if args.out else "`")]
     text = "\n".join(lines) + "\n"
     print(text)
