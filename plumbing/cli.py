@@ -44,8 +44,8 @@ def notebook_flags(flags: str | list[str] | None = None) -> list[str]:
     if flags is not None:
         NOTEBOOK_FLAGS = shlex.split(flags) if isinstance(flags, str) else list(flags)
         return list(NOTEBOOK_FLAGS)
-    chosen = os.environ.get(NOTEBOOK_FLAGS_VARIABLE)
-    return shlex.split(chosen) if chosen is not None else list(NOTEBOOK_FLAGS)
+    chosen = os.environ.get(NOTEBOOK_FLAGS_VARIABLE, "").strip()  # empty counts as unset
+    return shlex.split(chosen) if chosen else list(NOTEBOOK_FLAGS)
 
 
 class OneLineParser(argparse.ArgumentParser):
