@@ -258,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)
     options = dict(target=target, n_samples=n_samples, noise_level=args.noise_level,
                    batch_size=args.batch_size, generator=generator, progress=progress)
+    utils.stage(f"SmoothGrad and SmoothGrad-Squared, {n_samples} noisy copies of each input",
+                enabled=progress)
     smooth = smoothgrad(demo.model, demo.x, **options)
     smooth_sq = smoothgrad(demo.model, demo.x, squared=True, **options)
     shown = [np.abs(for_display(demo, m)) for m in (grads, smooth)]  # the strength the eye sees

@@ -30,7 +30,8 @@ from torch import nn
 
 # The plumbing a student never needs to read lives below this file, in plumbing/; the names the
 # lectures call from it are re-exported here, so a lecture only ever writes `utils.NAME`.
-from plumbing.cli import float_in_range, in_kernel, int_in_range, make_parser, notebook_flags  # noqa: F401 (re-exported)
+from plumbing.cli import float_in_range, int_in_range, make_parser  # noqa: F401 (re-exported)
+from plumbing.cli import in_kernel, notebook_flags  # noqa: F401 (re-exported: a notebook's flags)
 from plumbing.errors import InputError, WeightsUnavailable, command_line, file_kind, shown  # noqa: F401
 from plumbing.images import central_crop, load_images, open_image  # noqa: F401
 from plumbing.lectures import load_lecture  # noqa: F401 (re-exported: lecture 2 teaches it)
