@@ -149,7 +149,7 @@ def formula_block(lines: list[str]) -> list[str]:
 
 def is_preformatted(line: str) -> bool:
     """A line laid out in columns ("Run:          python ..."): its spaces matter."""
-    return bool(re.search(r"\S {3,}\S", line.strip())) or line.lstrip().startswith("python ")
+    return bool(re.search(r"\S {3,}\S", line.strip()) or re.match(r"\s*(\w[\w ]*:\s+)?python ", line))
 
 
 def text_to_markdown(lines: list[str], indent: int = 2) -> list[str]:
@@ -193,10 +193,11 @@ def header_markdown(doc: str) -> list[str]:
     first = " ".join(line.strip() for line in first.splitlines())
     match = re.search(r"\s(Previous:|Next:)", first)
     title, navigation = (first[:match.start()], first[match.start():]) if match else (first, "")
-    lines = [f"# {title.strip()}"]
+    lines = [f"# {title.strip().rstrip('.')}"]
     if navigation:
         steps = re.findall(r"(Previous|Next):\s*(\S+\.py|\S+)(\s*\([^)]*\))?", navigation)
-        lines += ["", " · ".join(f"{word}: {notebook_link(target)}{extra}" for word, target, extra in steps)]
+        lines += ["", " · ".join(f"{word}: {notebook_link(target)}" + (f" {extra.strip()}" if extra else "")
+                                 for word, target, extra in steps)]
     return [*lines, "", *text_to_markdown(textwrap.dedent(rest).splitlines(), indent=4)]
 
 
