@@ -76,3 +76,38 @@ def test_lecture_1_notebook_runs_in_a_kernel_on_the_digit_track(tmp_path):
     assert images, "the figure should show inline"
     assert (tmp_path / "figures" / "01_vanilla_gradient_mnist.png").is_file()  # and still be saved
     assert (tmp_path / "01_vanilla_gradient_saliency.html").stat().st_size > 10_000
+
+
+def test_in_a_kernel_the_parser_reads_the_notebook_flags_not_the_kernels_argv(monkeypatch):
+    from plumbing import cli
+
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel-1.json"])
+    monkeypatch.delenv(cli.NOTEBOOK_FLAGS_VARIABLE, raising=False)
+    monkeypatch.setattr(cli, "in_kernel", lambda: True)
+    args = cli.make_parser(None).parse_args()
+    assert (args.model, args.quick) == ("mnist", True)  # the quick digit track
+    monkeypatch.setenv(cli.NOTEBOOK_FLAGS_VARIABLE, "--model efficientnet_lite0 --seed 3")
+    args = cli.make_parser(None).parse_args()
+    assert (args.model, args.quick, args.seed) == ("efficientnet_lite0", False, 3)
+    assert cli.make_parser(None).parse_args(["--quick"]).model is None  # a list given is read as given
+    monkeypatch.setattr(cli, "in_kernel", lambda: False)
+    with pytest.raises(SystemExit) as exit_:  # outside a kernel, sys.argv as always: -f is no flag of ours
+        cli.make_parser(None).parse_args()
+    assert exit_.value.code == 2
+
+
+def test_a_cell_can_set_the_notebook_flags(monkeypatch):
+    from plumbing import cli
+
+    monkeypatch.setattr(cli, "NOTEBOOK_FLAGS", list(cli.NOTEBOOK_FLAGS))  # restored after the test
+    monkeypatch.delenv(cli.NOTEBOOK_FLAGS_VARIABLE, raising=False)
+    assert cli.notebook_flags("--model efficientnet_lite0 --quick") == ["--model", "efficientnet_lite0", "--quick"]
+    assert cli.notebook_flags() == ["--model", "efficientnet_lite0", "--quick"]
+
+
+def test_progress_is_silent_when_output_is_neither_a_terminal_nor_a_kernel(capsys):
+    import utils
+
+    assert list(utils.progress_bar(range(3), "counting")) == [0, 1, 2]
+    utils.stage("a long step")
+    assert capsys.readouterr().err == ""  # pytest's captured stderr is no terminal, and no kernel runs
