@@ -31,7 +31,6 @@ import re
 import sys
 import textwrap
 import time
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +108,8 @@ course = next((folder for folder in (Path.cwd(), *Path.cwd().parents, Path.cwd()
                if (folder / "utils.py").is_file() and (folder / "plumbing").is_dir()), None)
 if course is None:
     if REPOSITORY is None:
-        raise RuntimeError("open this notebook inside the course folder (notebooks/), or upload the course")
+        raise RuntimeError("the course is not here: set REPOSITORY above to its git address, or open this "
+                           "notebook from the course's notebooks/ folder")
     subprocess.run(["git", "clone", "--depth", "1", REPOSITORY, "saliency-maps"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", "saliency-maps/requirements.txt"],
                    check=True)
@@ -126,8 +126,11 @@ class CannotConvert(ValueError):
 
 
 def repository_url() -> str | None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
-    return project.get("urls", {}).get("Repository")
+    """`Repository = "..."` under pyproject.toml's [project.urls] (read by hand: tomllib is 3.11+)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    urls = re.search(r"^\[project\.urls\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
+    found = re.search(r'^Repository\s*=\s*"([^"]+)"', urls.group(1), re.M) if urls else None
+    return found.group(1) if found else None
 
 
 def lecture_files(only: list[str] | None = None) -> list[Path]:
