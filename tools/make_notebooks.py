@@ -84,6 +84,20 @@ FORMULAS = {
         r"L_c = \mathrm{ReLU}\Big( \sum_k \alpha_k A_k \Big) \quad \text{a coarse } (h, w) \text{ map}",
     "shown as  L_c upsampled (bilinear) to the input's H x W":
         r"\text{shown as } L_c \text{ upsampled (bilinear) to the input's } H \times W",
+    # lecture 6
+    "forward   y = ReLU(x) = max(x, 0)                      unchanged":
+        r"\text{forward} \quad y = \mathrm{ReLU}(x) = \max(x, 0) \quad \text{unchanged}",
+    "backward  ordinary:  dS/dx = dS/dy * [x > 0]":
+        r"\text{backward, ordinary:} \quad \frac{\partial S}{\partial x} = \frac{\partial S}{\partial y}"
+        r" \cdot [x > 0]",
+    "guided:    R_x   = max(R_y, 0) * [x > 0]     at every ReLU":
+        r"\text{guided:} \quad R_x = \max(R_y, 0) \cdot [x > 0] \quad \text{at every ReLU}",
+    "GB_c(x) = the input gradient dS_c/dx computed with the guided rule":
+        r"GB_c(x) = \text{the input gradient } \partial S_c / \partial x \text{ computed with the guided rule}",
+    "ReLU6 = min(max(x, 0), 6), a ReLU then a clamp (MobileNet, EfficientNet-Lite):":
+        r"\mathrm{ReLU6}(x) = \min(\max(x, 0), 6) \quad \text{a ReLU then a clamp (MobileNet, EfficientNet-Lite)}",
+    "guided:    R_x   = max(R_y, 0) * [0 < x < 6]           the clamp keeps its own backward":
+        r"\text{guided:} \quad R_x = \max(R_y, 0) \cdot [0 < x < 6] \quad \text{the clamp keeps its own backward}",
     # lecture 7
     "GB_c(x)   guided backpropagation, shape (C, H, W)                 lecture 6":
         r"GB_c(x) \quad \text{guided backpropagation, shape } (C, H, W) \quad \text{lecture 6}",
@@ -93,6 +107,19 @@ FORMULAS = {
     "GGC_c(x) = GB_c(x) * L_c(x)          element-wise, L_c broadcast over the C channels":
         r"GGC_c(x) = GB_c(x) \odot L_c(x) \quad \text{element-wise, } L_c \text{ broadcast over the } C"
         r" \text{ channels}",
+    # lecture 8's sections
+    "min_g sum_z exp(-d(z)^2 / width^2) (v(z) - g0 - z . g)^2,  d(z) = 1 - cos(z, 1)":
+        r"\min_g \sum_z e^{-d(z)^2 / \text{width}^2} \, \big(v(z) - g_0 - z \cdot g\big)^2, \quad"
+        r" d(z) = 1 - \cos(z, \mathbf{1})",
+    "CC(R, H) = cov(R, H) / (std(R) std(H)) over the pixels, H a human attention map (Bylinskii et al.)":
+        r"CC(R, H) = \frac{\mathrm{cov}(R, H)}{\mathrm{std}(R)\,\mathrm{std}(H)} \quad \text{over the pixels, }"
+        r" H \text{ a human attention map (Bylinskii et al.)}",
+    "max-sensitivity(x) = max over draws d ~ U[-r, r] of ||m(x + d) - m(x)|| / ||m(x)||":
+        r"\text{max-sensitivity}(x) = \max_{d \sim U[-r, r]} \frac{\lVert m(x + d) - m(x) \rVert}"
+        r"{\lVert m(x) \rVert}",
+    "infidelity(x) = E_I [(sum_i I_i R_i - (f_c(x) - f_c(x - I)))^2],  I ~ N(0, sigma^2) per element":
+        r"\text{infidelity}(x) = \mathbb{E}_I \Big[\Big(\sum_i I_i R_i - \big(f_c(x) - f_c(x - I)\big)\Big)^2\Big],"
+        r" \quad I \sim \mathcal{N}(0, \sigma^2) \text{ per element}",
 }
 
 SETUP_CELL = '''\
