@@ -6,7 +6,10 @@ EfficientNet-Lite0 (pretrained on ImageNet; its weights ship in a pip package, r
 explains its prediction for data/cat_chelsea.png with every method of `plumbing.methods.compared()`,
 each called as its lecture defines it, with its defaults (the random ones seeded). Each map is drawn as
 the lectures draw it: magnitudes in inferno, signed maps red (raises the score) and blue (lowers it),
-scaled to their own 99th percentile of |value| (Grad-CAM's to its maximum). The PNG is quantised to
+scaled to their own 99th percentile of |value| (Grad-CAM's to its maximum); maps of regions (Grad-CAM,
+LIME's and SHAP's cells) and magnitudes over the photo. A signed pixel map is sparse: at a README's
+160 pixels per panel its single pixels would vanish, so it is shown pooled to blocks of POOL x POOL
+pixels, each block the value of largest magnitude in it (its sign kept), which the lectures never do. The PNG is quantised to
 256 colours so that it stays under 200 KB. The same maps, one per lecture, are the course table's
 thumbnails in docs/thumbs/ (lecture 8: its SHAP map; lecture 9: its LRP map, computed here too).
 """
@@ -17,6 +20,7 @@ import io
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -33,6 +37,7 @@ LECTURE_THUMB = {"08": "SHAP", "09": "LRP"}  # lectures 1 to 7: their own method
 SEED = 0
 WIDTH_INCHES, DPI = 12.0, 80  # 960 pixels wide: a README column
 MAX_BYTES = 200_000
+CACHE = ROOT / "outputs" / "cover_maps.pt"  # the last run's maps, for --reuse
 BATCH_SIZE = 32  # model evaluations per forward pass: about 1 GB on EfficientNet-Lite0, not 10
 
 
@@ -48,12 +53,36 @@ def cover_maps(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return maps
 
 
+POOL = 4  # signed pixel maps on the cover and thumbnails: 224 x 224 shown as 56 x 56 blocks
+
+
+def sparse(method) -> bool:
+    """A signed map of single pixels (not of regions: Grad-CAM's cells, LIME's and SHAP's features)."""
+    return method.signed and method.output == "pixel" and "feature_mask" not in method.settings
+
+
+def pooled(heat: np.ndarray, k: int = POOL) -> np.ndarray:
+    """(H, W) -> (H/k, W/k): each k x k block's value of largest magnitude, sign kept."""
+    h, w = (side // k * k for side in heat.shape)
+    blocks = heat[:h, :w].reshape(h // k, k, w // k, k).transpose(0, 2, 1, 3).reshape(h // k, w // k, k * k)
+    return np.take_along_axis(blocks, np.abs(blocks).argmax(-1)[..., None], -1)[..., 0]
+
+
+def backdrop(method, photo):
+    """The photo under every map, shrunk to a pooled map's size."""
+    if not sparse(method):
+        return photo
+    return np.asarray(Image.fromarray((photo * 255).astype(np.uint8)).resize(
+        (photo.shape[1] // POOL, photo.shape[0] // POOL), Image.LANCZOS), dtype=np.float64) / 255
+
+
 def for_display(method, saliency: torch.Tensor):
     """(heat in [0, 1] or [-1, 1], signed?) as the lectures draw this method's map."""
     if method.output == "cam":
         return utils.cam_for_display(saliency)[0], False
     how = "sum" if method.signed else "max_abs"
-    return utils.scale_for_display(utils.reduce_channels(saliency, how), signed=method.signed)[0], method.signed
+    heat = utils.scale_for_display(utils.reduce_channels(saliency, how), signed=method.signed)[0]
+    return (pooled(heat) if sparse(method) else heat), method.signed
 
 
 def save_small(fig, path: Path, dpi: int) -> int:
@@ -80,7 +109,7 @@ def thumbnails(photo, maps: dict[str, torch.Tensor]) -> None:
         ax = fig.add_axes((0, 0, 1, 1))
         ax.set_axis_off()
         heat, signed = for_display(METHODS[name], maps[name])
-        utils.show_heatmap(ax, heat, None, signed=signed, image=photo, bar=False)
+        utils.show_heatmap(ax, heat, None, signed=signed, image=backdrop(METHODS[name], photo), bar=False)
         save_small(fig, THUMBS / f"{number}.png", THUMB_DPI)
 
 
@@ -101,7 +130,7 @@ def draw(photo, maps: dict[str, torch.Tensor], label: str):
     for ax, (name, saliency) in zip(axes.flat[1:], maps.items()):
         method = next(m for m in compared() if m.name == name)
         heat, signed = for_display(method, saliency)
-        utils.show_heatmap(ax, heat, None, signed=signed, image=photo, bar=False)
+        utils.show_heatmap(ax, heat, None, signed=signed, image=backdrop(method, photo), bar=False)
         ax.set_title(f"{name}\n(lecture {int(method.lecture[:2])})", fontsize=11)
     fig.suptitle("Nine saliency maps of one prediction, each from scratch in PyTorch", fontsize=14)
     return fig
@@ -109,6 +138,8 @@ def draw(photo, maps: dict[str, torch.Tensor], label: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reuse", action="store_true",
+                        help=f"redraw from the maps the last run kept in {CACHE.relative_to(ROOT)} (seconds)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"the PNG to write (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     torch.manual_seed(SEED)
@@ -119,12 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         label = categories[int(model(x).argmax())]
     photo = (x[0].permute(1, 2, 0).numpy() + 1) / 2  # what the network sees, back in [0, 1]
     print(f"{PHOTO}: EfficientNet-Lite0 predicts '{label}'; the nine maps:", flush=True)
-    maps = cover_maps(model, x)
+    if args.reuse and CACHE.is_file():
+        maps = torch.load(CACHE, weights_only=True)
+    else:
+        maps = cover_maps(model, x)
+        print("  LRP (lecture 9's thumbnail) ...", flush=True)
+        maps["LRP"] = METHODS["LRP"](model, x, None)
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(maps, CACHE)
     size = save_small(draw(photo, maps, label), args.out, DPI)
     print(f"wrote {args.out} ({size / 1000:.0f} KB)")
 
-    print("  LRP (lecture 9's thumbnail) ...", flush=True)
-    maps["LRP"] = METHODS["LRP"](model, x, None)
     thumbnails(photo, maps)
     print(f"wrote {THUMBS}/01.png to 09.png")
     if size > MAX_BYTES:
