@@ -136,14 +136,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes = utils.resolve_target(logits, target)  # (N,)
     explained = [demo.class_name(int(c)) for c in classes]
 
+    # 1. What the network predicts: the five likeliest classes of every example.
     print(f"\nTop-5 predictions, {demo.network} (softmax probabilities):")
     for name, top in zip(demo.names, predictions):
         print(f"  {name:>16}: " + ", ".join(f"{label} {p:.1%}" for label, p in top))
     demos.print_what_photos_show(demo, target, logits)
 
-    # One batched call explains every example; the signed gradient keeps both figures' data.
+    # 2. The method: one batched call explains every example; the signed gradient keeps both figures' data.
     grads = vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
 
+    # 3. The sanity check: a small step along the gradient changes the score as the gradient predicts.
     predicted, actual = taylor_check(demo.model, demo.x, grads, classes)
     print(f"\nSanity check: move each input a distance {TAYLOR_STEP} (L2 norm) in the direction of "
           "dS/dx.\nTo first order the score S_c (the logit) rises by that distance x ||dS/dx||; "
@@ -152,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {name:>16} '{utils.shorten(c)}': predicted {p:+.5f}   actual {a:+.5f}   "
               f"({abs(a - p) / max(abs(p), 1e-12):.1%} apart)")
 
+    # 4. The figure: each example, its map, and the map over it.
     plot = plot_imagenet if demo.track == "imagenet" else plot_mnist
     utils.save_figure(plot(demo, grads, predictions, explained), args.out_dir,
                       f"01_vanilla_gradient_{demo.track}.png")

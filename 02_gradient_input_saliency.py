@@ -163,15 +163,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     explained = [demo.class_name(int(c)) for c in classes]
     demos.print_what_photos_show(demo, target, logits)
 
+    # 1. The method, with lecture 1's gradient beside it.
     grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)  # (N, C, H, W)
     attributions = gradient_x_input(demo.model, demo.x, target)  # (N, C, H, W)
 
+    # 2. The sanity check on a linear model, where the sum is exact.
     total_plus_bias, logit = linear_check(demo.x)
     print("\nSanity check on a random linear model S(x) = W x + b (made for this check, same inputs):")
     print("sum_i x_i dS_c/dx_i + b_c should equal S_c(x), its logit for its own predicted class c:")
     for name, lhs, rhs in zip(demo.names, total_plus_bias.tolist(), logit.tolist()):
         print(f"  {name:>16}: sum + bias {lhs:+.5f}   S_c(x) {rhs:+.5f}")
 
+    # 3. On the network: does the sum of x * dS/dx still give S_c(x) - S_c(0)?
     zero = "a black image" if demo.track == "mnist" else "x = 0, the normalisation's mean colour everywhere"
     print(f"\nThe network ({demo.network}) is not linear. Does the sum of x * dS/dx still give "
           f"S_c(x) - S_c(0),\nS_c(0) being the logit for {zero}?")
@@ -192,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               "lecture 4 makes it\nexact. It is exact on a ReLU network without biases before its "
               f"last layer{hint}.")
 
+    # 4. Where zero lies: the share the dark (photos) or black (digits) pixels get.
     if demo.track == "imagenet":
         black = tuple(round(b, 2) for b in demo.black()[0, :, 0, 0].tolist())
         mean = tuple(round(m, 3) for m in demo.mean)
@@ -215,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"  {name:>16}: {f:6.1%} of the pixels are black; they hold {g:6.1%} of |dS/dx|, "
                   f"{a:.1%} of |x * dS/dx|")
 
+    # 5. The figure: the gradient beside gradient x input, for every example.
     plot = plot_imagenet if demo.track == "imagenet" else plot_mnist
     utils.save_figure(plot(demo, grads, attributions, explained), args.out_dir,
                       f"02_gradient_x_input_{demo.track}.png")

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     classes, explained = demo.explained_classes(target)  # (N,) and their names
     demos.print_what_photos_show(demo, target)
 
-    # sigma in input units: what "15% noise" means for these very inputs.
+    # 1. sigma in input units: what "15% noise" means for these very inputs.
     low, high = demo.x.flatten(1).amin(1), demo.x.flatten(1).amax(1)
     sigma = args.noise_level * (high - low)
     units = "normalised units" if demo.track == "imagenet" else "pixel units, [0, 1] is black to white"
@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {name:>{max(map(len, demo.names))}}: range [{lo:+.2f}, {hi:+.2f}] -> sigma = {s:.3f}  "
               f"(~{grey_levels:.0f} of 255 grey levels)")
 
-    # The paper's grid, on the first example.
+    # 2. The paper's grid (its Figures 3 and 4), on the first example: noise level against n.
     levels = QUICK_GRID_NOISE if args.quick else GRID_NOISE
     counts = QUICK_GRID_SAMPLES if args.quick else GRID_SAMPLES
     maps = {}
@@ -254,10 +254,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     grid = plot_grid(demo, maps, levels, counts, explained[0], generator, structures)
     utils.save_figure(grid, args.out_dir, f"03_noise_grid_{demo.track}.png")
 
-    # Vanilla against SmoothGrad and SmoothGrad-Squared, on every example.
+    # 3. Vanilla against SmoothGrad and SmoothGrad-Squared, on every example.
     grads = vanilla.vanilla_gradient(demo.model, demo.x, target, absolute=False)
     options = dict(target=target, n_samples=n_samples, noise_level=args.noise_level,
                    batch_size=args.batch_size, generator=generator, progress=progress)
+    utils.stage(f"SmoothGrad and SmoothGrad-Squared, {n_samples} noisy copies of each input",
+                enabled=progress)
     smooth = smoothgrad(demo.model, demo.x, **options)
     smooth_sq = smoothgrad(demo.model, demo.x, squared=True, **options)
     shown = [np.abs(for_display(demo, m)) for m in (grads, smooth)]  # the strength the eye sees

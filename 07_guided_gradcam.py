@@ -106,13 +106,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     with torch.no_grad():
         logits = demo.model(demo.x)  # (N, K)
 
-    # Practice 1, which layer: the deepest map with a spatial extent. Grad-CAM is only as
+    # 1. Practice 1, which layer: the deepest map with a spatial extent. Grad-CAM is only as
     # sharp as that map; guided backprop supplies the detail.
     small = grad_cam(demo.model, demo.x[:1], None, layer, upsample=False)  # (1, 1, h, w)
     print(f"\nGrad-CAM reads {demo.network} at {layer_name}: a {small.shape[-2]}x{small.shape[-1]} map. "
           "Deeper maps are coarser;\nlecture 5's layer figure measures how much the two classes' maps "
           "differ at each depth.")
 
+    # 2. Two classes per image: guided backprop, Grad-CAM and their product, how alike the two
+    # classes' maps are, and (practice 2) why the maps are normalised for display only.
     for i in range(len(demo.names)):  # the composite (or each --image, or each digit) for two classes
         classes = demos.contrast_classes(demo, logits, i)
         if target is not None:  # --target replaces the first class

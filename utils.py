@@ -31,6 +31,7 @@ from torch import nn
 # The plumbing a student never needs to read lives below this file, in plumbing/; the names the
 # lectures call from it are re-exported here, so a lecture only ever writes `utils.NAME`.
 from plumbing.cli import float_in_range, int_in_range, make_parser  # noqa: F401 (re-exported)
+from plumbing.cli import in_kernel, notebook_flags  # noqa: F401 (re-exported: a notebook's flags)
 from plumbing.errors import InputError, WeightsUnavailable, command_line, file_kind, shown  # noqa: F401
 from plumbing.images import central_crop, load_images, open_image  # noqa: F401
 from plumbing.lectures import load_lecture  # noqa: F401 (re-exported: lecture 2 teaches it)
@@ -163,7 +164,8 @@ def fonts(ax_or_fig) -> dict[str, float]:
 def _new_figure(rows: int, cols: int, figsize: tuple[float, float], title: str | None, sizes: dict):
     import matplotlib
 
-    matplotlib.use("Agg")  # figures go to files: no screen needed
+    if not in_kernel():  # a notebook keeps its inline backend: save_figure shows each figure there
+        matplotlib.use("Agg")  # figures go to files: no screen needed
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False, layout="constrained")
@@ -334,13 +336,20 @@ def shared_colorbar(fig, axes, signed: bool = False, image: bool = False, label:
 
 
 def save_figure(fig, out_dir: Path, name: str) -> Path:
-    """Save into `out_dir` (created when missing) as a PNG, close the figure, say where."""
+    """Save into `out_dir` (created when missing) as a PNG, close the figure, say where.
+
+    In a notebook the figure is also shown, inline, under the cell that made it.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(out_dir) / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=SAVE_DPI)
+        if in_kernel():
+            from IPython.display import display
+
+            display(fig)  # closed just below, so the kernel would never draw it at the cell's end
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
@@ -494,12 +503,29 @@ def check_finite(x: torch.Tensor, name: str = "inputs") -> torch.Tensor:
     return x
 
 
+def showing_progress() -> bool:
+    """Progress is shown on a terminal and in a notebook; a log file or a pipe gets none."""
+    return sys.stderr.isatty() or in_kernel()
+
+
 def progress_bar(iterable: Iterable, desc: str, enabled: bool = True, total: int | None = None,
                  leave: bool = False) -> Iterable:
-    """tqdm's bar for a long loop, shown only on a terminal: a log file gets no bar lines."""
-    from tqdm import tqdm
+    """tqdm's bar for a long loop, on a terminal and in a notebook (tqdm.auto: a widget where Jupyter
+    has ipywidgets, text elsewhere); silent when output goes to a file or a pipe."""
+    import warnings
 
-    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not (enabled and sys.stderr.isatty()))
+    with warnings.catch_warnings():  # tqdm.auto warns when a kernel lacks ipywidgets, then draws text
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=not (enabled and showing_progress()))
+
+
+def stage(message: str, enabled: bool = True) -> None:
+    """One line on stderr for a long step without a loop to count ("stage: 9 methods on 6 inputs"),
+    on a terminal and in a notebook; silent otherwise, like `progress_bar`."""
+    if enabled and showing_progress():
+        print(f"... {message}", file=sys.stderr, flush=True)
 
 
 def point_chunks(n_examples: int, points_per_example: int, batch_size: int | None,

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import flags
+import utils  # noqa: E402  (flags puts the course folder on sys.path)
 
 ROOT = flags.ROOT
 QUICK_TARGET_S = 180  # all nine lectures with --quick, per track, on two CPU cores
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for lecture in lectures:
         for track, quick in columns:
+            utils.stage(f"{lecture} {track} {'--quick' if quick else 'full'}: running")  # a full run: minutes
             result = run(lecture, track, quick, args.timeout)
             results[lecture, track, quick] = result
             failed |= result["status"] != "ok"

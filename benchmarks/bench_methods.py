@@ -53,6 +53,7 @@ from torch import nn
 
 import flags  # noqa: E402  (puts the course folder on sys.path)
 from plumbing.methods import METHODS, Method  # noqa: E402
+import utils  # noqa: E402
 
 ROOT = flags.ROOT
 NOISE_LEVEL = 0.15  # SmoothGrad's sigma as a fraction of each image's range (lecture 3's default)
@@ -367,7 +368,7 @@ def memory_table(steps_list: list[int], size: int, batch_size: int) -> list[list
     with torch.no_grad():
         model(x)  # warm: the first call allocates what every later one reuses
     table = []
-    for (method, impl), run in runs.items():
+    for (method, impl), run in utils.progress_bar(runs.items(), "peak memory", total=len(runs)):
         extras = []
         for n in steps_list:
             with PeakMemory() as memory:
@@ -439,12 +440,13 @@ def main(argv: list[str] | None = None) -> int:
             side = config["vgg_size"] if model_name == "vgg11" else config["size"]
             x, target = make_inputs(n_examples, side)
             steps = config["vgg_steps"] if model_name == "vgg11" else config["steps"]
+            utils.stage(f"{model_name}, batch {n_examples}: timing every method against its reference")
             rows, skipped = rows_for(model_name, model, x, target, steps, args.batch_size)
             notes += [f"{model_name}, batch {n_examples}: {s}" for s in skipped if s not in notes]
             fb, _, _ = time_pair(lambda: one_pass(model, x, target), lambda: one_pass(model, x, target),
                                  config["repeats"], config["budget_s"])
             one = statistics.median(fb.ours + fb.ref)
-            for row in rows:
+            for row in utils.progress_bar(rows, f"{model_name}, batch {n_examples}"):
                 repeats = config["long_repeats"] if row.n else config["repeats"]
                 timing, out_ours, out_ref = time_pair(row.ours, row.ref, repeats, config["budget_s"],
                                                       row.warm_ours, row.warm_ref)

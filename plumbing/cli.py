@@ -1,13 +1,17 @@
 """The command line every lecture shares: its flags, defined once, each checked before any slow step.
 
 A bad flag is one line on stderr and exit status 2 (`OneLineParser`; `errors.command_line` does the
-same for a mistake found later).
+same for a mistake found later). Run cell by cell in a kernel (Jupyter, Colab, VS Code), a lecture's
+`parse_args()` reads no flags from the kernel's own command line (`-f kernel.json`): it takes the
+notebook's flags, the quick digit track unless a cell sets others (`notebook_flags`).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import shlex
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -19,8 +23,42 @@ from plumbing.networks import model_choices
 from plumbing.paths import OUTPUT_DIR
 
 
+NOTEBOOK_FLAGS = ["--model", "mnist", "--quick"]  # a notebook's default: the digit track, in seconds
+NOTEBOOK_FLAGS_VARIABLE = "SALIENCY_NOTEBOOK_FLAGS"  # or this environment variable, e.g. "--model efficientnet_lite0"
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (Jupyter, Colab, VS Code's notebooks and Interactive Window)."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def notebook_flags(flags: str | list[str] | None = None) -> list[str]:
+    """The flags a lecture reads in a kernel; with an argument, set them for the cells that follow.
+
+        utils.notebook_flags("--model efficientnet_lite0")   # in a notebook's first cell: the photos
+
+    Without a call, the environment variable SALIENCY_NOTEBOOK_FLAGS, else NOTEBOOK_FLAGS.
+    """
+    global NOTEBOOK_FLAGS
+    if flags is not None:
+        NOTEBOOK_FLAGS = shlex.split(flags) if isinstance(flags, str) else list(flags)
+        return list(NOTEBOOK_FLAGS)
+    chosen = os.environ.get(NOTEBOOK_FLAGS_VARIABLE, "").strip()  # empty counts as unset
+    return shlex.split(chosen) if chosen else list(NOTEBOOK_FLAGS)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (usage stays behind --help)."""
+    """argparse, but a bad flag is one line on stderr (usage stays behind --help).
+
+    In a kernel, `parse_args()` without arguments reads `notebook_flags()`, never the kernel's own
+    `sys.argv` (`-f kernel.json`); flags given as a list are read as given, everywhere.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if args is None and in_kernel():
+            args = notebook_flags()
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
