@@ -115,10 +115,10 @@ def plot_pointing(run: Run, maps: dict, row: int, tolerance: float, chance: dict
     ax_img.contour(ring.cpu().float().numpy(), levels=[0.5], colors="yellow", linewidths=1.5, linestyles="--")
     w = run.x.shape[-1]
     shown = {**maps, **chance}
-    colours = [*plt.get_cmap("tab10")(np.arange(len(maps))), *(["white"] * len(chance))]
-    for (name, m), colour in zip(shown.items(), colours):
+    colours = [*plt.get_cmap("tab10")(np.arange(len(maps))), "white", "cyan"]
+    for (name, m), colour, marker in zip(shown.items(), colours, [*(MARKERS[n] for n in maps), "*", "8"]):
         peak = int(run.lecture.reduced_map(m[row: row + 1]).flatten(1).argmax(1))
-        ax_img.plot(peak % w, peak // w, MARKERS.get(name, "*"), color=colour, ms=9, mec="black",
+        ax_img.plot(peak % w, peak // w, marker, color=colour, ms=9, mec="black",
                     label=SHORT.get(name, name.removeprefix("chance: ") + " (chance)"))
     ax_img.set_title(f"'{run.titles[row]}'\nthe object's mask (green); a maximum inside the dashed yellow line "
                      f"\n(within {tolerance:.3g} px of the mask) is a hit; markers may hide each other", fontsize=9)
@@ -191,10 +191,12 @@ def plot_stability(run: Run, names: list[str]):
                            label=versus.removeprefix("chance: ") + " (chance)")
         if measure == "human agreement (CC)":
             ax.axhline(0, color="grey", lw=0.8)
+        drawn = [h for h in heights if not math.isnan(h)] + [line.get_ydata()[0] for line in ax.get_lines()]
+        ax.set_ylim(min(0.0, min(drawn) * 1.2), max(drawn) * 1.3)  # room for the legend above bars and lines
         ax.set_xticks(at, [SHORT[n] for n in names], rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{measure}: {good}", fontsize=10)
         ax.set_ylabel("median over the inputs (linear axis)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right", ncol=2)
     fig.suptitle(f"Stability, faithfulness to small nudges and agreement with {run.attention_source} "
                  f"({run.demo.network})", fontsize=11)
     return fig
@@ -210,10 +212,10 @@ def plot_sanity(run: Run, sanity: dict, names: list[str]):
     ax = left.subplots()
     at = np.arange(cols)
     style = styles(names)
-    for name in names:
-        counts = sorted(set(defined[name]))
-        over = "/".join(map(str, counts))
-        ax.plot(at, [1.0, *correlations[name]], label=f"{SHORT[name]} (mean over {over})", ms=7, **style[name])
+    for name in names:  # N differs per method: a map that turns constant has no rank correlation
+        used = defined[name][-1]
+        over = f"mean over {used}" if used == sanity["count"] else f"last stage: mean over {used} of {sanity['count']}"
+        ax.plot(at, [1.0, *correlations[name]], label=f"{SHORT[name]} ({over})", ms=7, **style[name])
     ax.set_xticks(at, ["original", *labels], rotation=60, ha="right", fontsize=7)
     lowest = np.nanmin([v for values in correlations.values() for v in values] + [0.0])
     ax.set_ylim(min(-0.3, lowest - 0.05), 1.05)
@@ -272,6 +274,8 @@ def right_and_wrong(run: Run, count: int = 3) -> None:
                  "and for the other class (the true one, or the runner-up)", fontsize=10)
     for r, (image, label, read, other, margin_r) in enumerate(cases):
         utils.show_image(axes[r, 0], image, f"a {label}, read as {read}\nmargin {margin_r:+.2f}")
+        axes[r, 0].set_xticks([])
+        axes[r, 0].set_yticks([])
         for c, (which, name) in enumerate([(w, n) for w in ("read", "other") for n in names], start=1):
             axes[r, c].imshow(display_map(maps_by_case[r][which][name])[0], cmap="inferno", vmin=0, vmax=1)
             axes[r, c].set_xticks([])

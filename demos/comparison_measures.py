@@ -216,7 +216,7 @@ def measure_stability(run: Run, maps: dict) -> None:
     radius = 0.02 * float(run.x.max() - run.x.min())  # 2% of the inputs' range
     rows = min(run.x.shape[0], s["stable_rows"])
     for i in range(rows, run.x.shape[0]):
-        drop(run, "max-sensitivity", "every method", i, f"max-sensitivity runs on the first {rows} inputs only "
+        drop(run, "max-sensitivity", "every method", i, f"max-sensitivity runs on the first {plural(rows)} only "
              "(its cost)")
 
     def infidelity(saliency):  # Yeh et al.'s optimal scaling: a map's units do not count
@@ -282,7 +282,7 @@ def measure_sanity(run: Run) -> dict:
     x, c = run.x[:count], run.classes[:count]
     for i in range(count, run.x.shape[0]):
         drop(run, "abs. rank corr. after randomisation", "every method", i,
-             f"the sanity check runs on the first {count} inputs only (its cost)")
+             f"the sanity check runs on the first {plural(count)} only (its cost)")
     stages = run.lecture.randomisation_stages(run.model, s["stages"])
     # LIME and SHAP use the same coalitions (same seed and count) before and after, so only the
     # weights differ between the two maps.
