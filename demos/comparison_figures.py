@@ -154,9 +154,12 @@ def plot_sensitivity(run: Run, measured: dict, names: list[str]):
     for name in names:
         ax.plot(sizes, [scores[name, s] for s in sizes], label=SHORT[name], ms=8, **style[name])
     ax.plot(sizes, [scores[SMOOTH, s] for s in sizes], "k*--", ms=10, label="smooth random map (chance): median")
-    ax.fill_between(sizes, [spread[SMOOTH, s][0] for s in sizes], [spread[SMOOTH, s][1] for s in sizes],
-                    color="grey", alpha=0.25, label="smooth random map: its middle half of inputs\n(25th to 75th "
-                                                    "percentile)")
+    low, high = [spread[SMOOTH, s][0] for s in sizes], [spread[SMOOTH, s][1] for s in sizes]
+    label = "smooth random map: its middle half of inputs\n(25th to 75th percentile)"
+    if len(sizes) > 1:
+        ax.fill_between(sizes, low, high, color="grey", alpha=0.25, label=label)
+    else:  # one n: a band has no width, so a wide bar
+        ax.vlines(sizes, low, high, color="grey", alpha=0.35, lw=14, label=label)
     if len(sizes) > 1:
         ax.set_xscale("log")
     ax.set_xticks(sizes, [str(size) for size in sizes])
