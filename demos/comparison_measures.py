@@ -251,8 +251,8 @@ def measure_stability(run: Run, maps: dict) -> None:
     table = medians(run, ("max-sensitivity", "infidelity", "seed agreement"))
     print(f"\nStability (medians): max-sensitivity under uniform noise of radius {radius:.3g} ({s['draws']} "
           f"draws, {plural(rows)}; low is stable),\n  infidelity with N(0, 0.1^2) nudges ({s['infidelity']} "
-          "draws; low is faithful; each map first scaled by Yeh et al.'s optimal factor, so a map's units do\n"
-          "  not count), and the rank correlation of two seeds (high is stable)")
+          "draws; low is faithful; each map first scaled by Yeh et al.'s\n  optimal factor, so a map's units do "
+          "not count), and the rank correlation of two seeds (high is stable)")
     print(f"  {'':>22}  {'max-sensitivity':>14}{'infidelity':>16}{'seed agreement':>16}")
     for name in [*maps, "chance: random map redrawn", SMOOTH, "chance: two random maps"]:
         print(f"  {name.removeprefix('chance: '):>22}: " + "  ".join(
