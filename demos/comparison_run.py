@@ -318,14 +318,22 @@ def drop(run: Run, measure: str, method: str, i: int, reason: str) -> None:
 
 
 def report_dropped(run: Run) -> list[str]:
-    """Every input left out of a measure, counted, one line per reason and method; printed."""
-    grouped: dict = {}
+    """Every input left out of a measure, counted, one line per reason (and the maps it concerns); printed."""
+    maps: dict = {}  # (reason, measure, input) -> the maps that have no value there
     for measure, method, title, reason in run.dropped:
-        entry = grouped.setdefault((reason, method), {"measures": {}, "inputs": {}})
-        entry["measures"][measure] = None
-        entry["inputs"][title] = None
-    lines = [f"{method}: {', '.join(e['measures'])}: {plural(len(e['inputs']))} left out "
-             f"({', '.join(e['inputs'])}): {reason}" for (reason, method), e in grouped.items()]
+        maps.setdefault((reason, measure, title), {})[method] = None
+    every = {row.name for row in compared()}
+    inputs_of: dict = {}  # (reason, which maps, measure) -> the inputs left out
+    for (reason, measure, title), names in maps.items():
+        chance = any(n.startswith("chance:") for n in names)
+        which = ("every method" + (" and chance line" if chance else "") if every <= set(names)
+                 else ", ".join(names))
+        inputs_of.setdefault((reason, which, measure), {})[title] = None
+    merged: dict = {}  # the same reason, maps and inputs: one line for all its measures
+    for (reason, which, measure), titles in inputs_of.items():
+        merged.setdefault((reason, which, tuple(titles)), []).append(measure)
+    lines = [f"{', '.join(measures)}: {plural(len(titles))} left out ({', '.join(titles)}) for {which}: {reason}"
+             for (reason, which, titles), measures in merged.items()]
     print("\nLeft out, with the reason (" + plural(len(run.dropped), "value") + " in all):")
     for line in lines or ["nothing: every input informs every measure"]:
         print("  " + line)
