@@ -567,7 +567,7 @@ def signed_rank_test(differences) -> tuple[float, float, int]:
         return float(stats.wilcoxon(d, correction=False, method="approx").pvalue), effect, m
     doubled = np.rint(2 * ranks).astype(int)  # mid-ranks are whole or halves
     counts = signed_rank_counts(doubled)
-    w = int(round(2 * r_plus))
+    w = int(round(2 * r_plus))  # numpy 1 returns a float from round()
     at_most, at_least = counts[:w + 1].sum() / 2.0 ** m, counts[w:].sum() / 2.0 ** m
     return float(min(1.0, 2 * min(at_most, at_least))), effect, m
 

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import utils
 from demos.comparison_run import (MASK_TOO_LARGE, SHORT, SMOOTH, TOLERANCE_PX, Run, drop, methods,

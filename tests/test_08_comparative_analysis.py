@@ -2,11 +2,10 @@
 formula, additive models and Captum, the sanity check without side effects, and the script end to end."""
 from __future__ import annotations
 
+import csv
 import itertools
 import math
-import csv
 import statistics
-import warnings
 
 import pytest
 import torch
