@@ -1,25 +1,22 @@
 """Part 8 of 9: comparing saliency methods.   Previous: 07_guided_gradcam.py   Next: 09_advanced_techniques.py
 
-Intuition: nine maps of one image disagree, so measure them, and let a test on the numbers, not the
-literature, say which is better: faithful (removing what a map points at destroys the prediction),
-plausible (it agrees with where people look), stable (a tiny change of the input barely moves it),
-and trustworthy (it changes with the model it claims to explain). LIME and SHAP join as the
-model-agnostic pair. Each measure's formula stands above its function below; in short:
+Intuition: nine maps of one image disagree, so measure them and let a test on the numbers decide, not
+the literature: faithful (removing what a map points at destroys the prediction), plausible (it lands
+on the object), stable (a tiny nudge barely moves it), trustworthy (it changes with the model).
     Shapley phi_j = sum_S |S|!(M-|S|-1)!/M! [v(S+j) - v(S)];  LIME: weighted linear fit of v(z) on z
     deletion / insertion: p_c as the top pixels go / come back; AUC over [0, 1]   (RISE)
     pointing game, relevance mass and rank, CC: the map against an object mask or a human map
     sensitivity-n: corr(sum_S R, f_c(x) - f_c(x_S=0));  max-sensitivity; infidelity (Yeh et al.)
     sanity check: rank correlation of the map before and after randomising the weights
-Every verdict is a Wilcoxon signed-rank test of a method's per-input values against a chance
-line chosen so that it does not fall into its measure's trap (the run prints why each was chosen).
-A per-pixel random deletion order is no chance line: on EfficientNet-Lite0 (`--model efficientnet_lite0
---quick`) its median deletion AUC was 0.057, below a smooth random map's 0.091 and below the orders of
-the gradient, gradient x input, LIME and SHAP; on the digits (`--model mnist`) 0.613 against 0.431.
+A verdict: d_i = method_i - chance_i per input; W+ = the mid-ranks of |d_i| summed where d_i > 0; p exact
+over all 2^m sign flips; Holm over every test of the run; `better` only at p_holm < 0.05 against EVERY
+chance line of the measure, maps that know nothing of the model (the image itself, its edges, a centred
+blob, a smooth random map); a chance line at the measure's best value makes it `uninformative`.
 Papers: Lundberg & Lee 2017, arxiv.org/abs/1705.07874; Ribeiro et al. 2016, arxiv.org/abs/1602.04938;
 RISE, arxiv.org/abs/1806.07421; pointing game, arxiv.org/abs/1608.00507; Ancona et al. 2018,
 arxiv.org/abs/1711.06104; Adebayo et al. 2018, arxiv.org/abs/1810.03292; Yeh et al. 2019,
 arxiv.org/abs/1901.09392; Arras et al. 2022, arxiv.org/abs/2003.07258; Bylinskii et al. 2019,
-arxiv.org/abs/1604.03605; ROAR, arxiv.org/abs/1806.10758; ROAD, arxiv.org/abs/2202.00449
+arxiv.org/abs/1604.03605; Holm 1979 (jstor.org/stable/4615733); ROAD, arxiv.org/abs/2202.00449
 Run: python 08_comparative_analysis.py --model mnist  (photos: --model efficientnet_lite0)
 In about a minute: add --quick. Figures, measurements and the method guide (CSV, Markdown) go to outputs/.
 """
@@ -30,8 +27,10 @@ import math
 import sys
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import nn
 
 import utils
@@ -195,7 +194,7 @@ def lime(model: nn.Module, inputs: torch.Tensor, target=None, feature_mask=None,
 #   insertion(k) = p_c(a blurred x with its top pixels put back);  AUC = trapezoid area over [0, 1]
 
 
-def pixel_map(saliency: torch.Tensor) -> torch.Tensor:
+def reduced_map(saliency: torch.Tensor) -> torch.Tensor:
     """(N, H, W), "reduced over channels": a (N, C, H, W) map summed in absolute value; (N, H, W) as given."""
     s = saliency.detach()
     if s.dim() == 4:
@@ -217,7 +216,7 @@ def reveal_curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, salie
                  classes: torch.Tensor, steps: int, batch_size: int | None, progress: bool) -> torch.Tensor:
     """(N, steps + 1) probabilities of the class: point k shows `end` at the top round(k H W / steps)
     pixels of the map, all channels of a pixel together, and `start` elsewhere."""
-    heat = pixel_map(saliency).to(start.device)  # (N, H, W)
+    heat = reduced_map(saliency).to(start.device)  # (N, H, W)
     n, h, w = heat.shape
     if tuple(start.shape[-2:]) != (h, w) or n != start.shape[0]:
         raise utils.InputError(f"saliency of shape {tuple(saliency.shape)} does not match the inputs "
@@ -291,7 +290,7 @@ def near(mask: torch.Tensor, tolerance: float) -> torch.Tensor:
 
 def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, tolerance: float = 15) -> torch.Tensor:
     """(N,) bools: the map's first maximum (in flattened order) lies within `tolerance` px of the mask."""
-    heat = pixel_map(saliency)  # (N, H, W)
+    heat = reduced_map(saliency)  # (N, H, W)
     mask = mask_like(mask, heat)
     peak = heat.flatten(1).argmax(1)  # (N,) torch.argmax returns the first maximum
     return near(mask, tolerance).flatten(1).gather(1, peak[:, None]).squeeze(1)
@@ -299,7 +298,7 @@ def pointing_game(saliency: torch.Tensor, mask: torch.Tensor, tolerance: float =
 
 def relevance_mass(saliency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(N,) the share of the reduced map's sum that lies inside the mask (0 for an all-zero map)."""
-    R = pixel_map(saliency).double()  # (N, H, W)
+    R = reduced_map(saliency).double()  # (N, H, W)
     inside = (R * mask_like(mask, R)).flatten(1).sum(1)  # (N,)
     total = R.flatten(1).sum(1)
     return torch.where(total == 0, 0.0, inside / torch.where(total == 0, 1.0, total)).to(saliency.dtype)
@@ -307,8 +306,8 @@ def relevance_mass(saliency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def relevance_rank(saliency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(N,) the fraction of the map's K highest pixels that lie inside the mask, K = |mask|."""
-    R = pixel_map(saliency).flatten(1)  # (N, HW)
-    inside = mask_like(mask, pixel_map(saliency)).flatten(1)  # (N, HW)
+    R = reduced_map(saliency).flatten(1)  # (N, HW)
+    inside = mask_like(mask, reduced_map(saliency)).flatten(1)  # (N, HW)
     K = inside.sum(1)  # (N,) a different K for every example
     order = torch.argsort(R, dim=1, descending=True, stable=True)  # (N, HW)
     positions = torch.arange(R.shape[1], device=R.device).expand_as(order)
@@ -326,14 +325,15 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1) / (a.square().sum(-1) * b.square().sum(-1)).sqrt()
 
 
-def human_agreement(saliency: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-    """(N,) CC between the reduced map and a human attention map (N, H, W); 0 where either is constant."""
-    heat = pixel_map(saliency)
+def human_agreement(saliency: torch.Tensor, attention: torch.Tensor, undefined: float = 0.0) -> torch.Tensor:
+    """(N,) CC between the reduced map and a human attention map (N, H, W); `undefined` (0, the
+    contract's value; the comparison passes NaN) where either map is constant and CC has no value."""
+    heat = reduced_map(saliency)
     if tuple(attention.shape) != tuple(heat.shape):
         raise utils.InputError(f"the attention map is (N, H, W) = {tuple(heat.shape)}, "
                                f"got {tuple(attention.shape)}")
     cc = pearson(heat.flatten(1), attention.to(heat.device).flatten(1))
-    return torch.nan_to_num(cc, nan=0.0).to(saliency.dtype)
+    return torch.nan_to_num(cc, nan=undefined).to(saliency.dtype)
 
 
 # %% Sensitivity-n (Ancona et al. 2018) ---------------------------------------------------------
@@ -422,22 +422,32 @@ def max_sensitivity(method: Callable, model: nn.Module, inputs: torch.Tensor, ta
 
 def infidelity(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor, target=None,
                n_samples: int = 10, noise_std: float = 0.1, batch_size: int | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N,) the mean squared gap between what the map predicts for a random nudge I and what f does."""
+               generator: torch.Generator | None = None, normalize: bool = False) -> torch.Tensor:
+    """(N,) the mean squared gap between what the map predicts for a random nudge I and what f does.
+
+    normalize: first scale the map by Yeh et al.'s optimal beta (per example), so that a map's units
+    do not count, only its shape: beta = sum_s (I.R)_s df_s / sum_s (I.R)_s^2 (0 for a zero map), as
+    Captum's `infidelity(..., normalize=True)`.
+    """
     x, R = inputs.detach(), attributions.detach()
     classes = utils.resolve_target(utils.forward_in_chunks(model, x, batch_size), target)
     I = draws(x, n_samples, generator, "normal", noise_std)  # (N * n, ...)
     with torch.no_grad():
         f_x = model(x).gather(1, classes[:, None])[:, 0]  # (N,)
-    total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    predicted = torch.empty(I.shape[0], dtype=x.dtype, device=x.device)  # sum_i I_i R_i, per draw
+    change = torch.empty_like(predicted)  # f_c(x) - f_c(x - I), per draw
     rows = torch.arange(I.shape[0], device=x.device)
     for chunk in rows.split(utils.check_batch_size(batch_size) or max(len(rows), 1)):
         i = chunk // n_samples
         with torch.no_grad():
-            f_nudged = model(x[i] - I[chunk]).gather(1, classes[i, None])[:, 0]  # (B,)
-        predicted = (I[chunk] * R[i]).flatten(1).sum(1)  # sum_i I_i R_i
-        total = total.index_add(0, i, (predicted - (f_x[i] - f_nudged)) ** 2)
-    return total / n_samples
+            change[chunk] = f_x[i] - model(x[i] - I[chunk]).gather(1, classes[i, None])[:, 0]
+        predicted[chunk] = (I[chunk] * R[i]).flatten(1).sum(1)
+    predicted, change = predicted.view(-1, n_samples), change.view(-1, n_samples)  # (N, n)
+    if normalize:
+        fit, norm = (predicted * change).sum(1), predicted.square().sum(1)
+        beta = fit / torch.where(norm == 0, torch.ones_like(norm), norm)  # (N,) least squares of change on predicted
+        predicted = beta[:, None] * predicted
+    return (predicted - change).square().mean(1)
 
 
 # %% The sanity check: randomise the model, watch the map ----------------------------------------
@@ -467,13 +477,145 @@ def cascading_randomisation(model: nn.Module, stages, seed: int = 0) -> Iterator
         yield label, randomised
 
 
+# %% Chance lines: maps that know nothing of the model ----------------------------------------
+#   input map      X_p = sum_c |x_cp|                       the image itself: where the ink is
+#   edge map       E_p = sqrt((Sx * g)_p^2 + (Sy * g)_p^2)   g the grey image, Sx, Sy Sobel's kernels
+#   centre prior   C_p = exp(-|p - centre|^2 / (2 sigma^2)), sigma = min(H, W) / 4
+#   smooth random  a GRID x GRID grid of uniform numbers, bilinearly enlarged: a real map's blobs, no reason
+# A method that cannot beat them has shown nothing about the model: on digits the stroke IS the
+# truth, so the image itself points at it; objects have edges (Adebayo et al. 2018 found edge
+# detectors look like saliency maps); photographers centre their objects (the saliency benchmarks'
+# centre baseline). Deletion's chance line is smooth because scattered holes are a trap of their own.
+
+
+def input_map(x: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) |x| summed over channels: the map that only knows where the ink is."""
+    return x.detach().abs().sum(1)
+
+
+def edge_map(grey: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) the Sobel gradient magnitude of grey images (N, H, W); the border is repeated, so
+    the frame of the image is no edge."""
+    sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=grey.dtype,
+                         device=grey.device)  # d/dx, smoothed along y
+    kernels = torch.stack([sobel, sobel.T])[:, None]  # (2, 1, 3, 3): d/dx and d/dy
+    g = F.conv2d(F.pad(grey[:, None], (1, 1, 1, 1), mode="replicate"), kernels)  # (N, 2, H, W)
+    return g.square().sum(1).sqrt()
+
+
+def centre_prior(n: int, height: int, width: int) -> torch.Tensor:
+    """(n, H, W) a centred isotropic Gaussian, sigma a quarter of the shorter side."""
+    sigma = min(height, width) / 4
+    rows = torch.arange(height, dtype=torch.float64) - (height - 1) / 2  # (H,) distance from the centre
+    cols = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
+    blob = torch.exp(-(rows[:, None] ** 2 + cols[None, :] ** 2) / (2 * sigma ** 2))  # (H, W)
+    return blob.float().expand(n, height, width).contiguous()
+
+
+def smooth_random_map(n: int, height: int, width: int, generator: torch.Generator,
+                      cells: int = GRID) -> torch.Tensor:
+    """(n, H, W) a cells x cells grid of uniform numbers, bilinearly enlarged."""
+    low = torch.rand(n, 1, cells, cells, generator=generator)  # (n, 1, cells, cells)
+    return F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+
+
+# %% The verdict: an exact signed-rank test, Holm's correction, and the rule ---------------------
+#   d_i = method_i - chance_i on the inputs that have both; the m non-zero ones are tested
+#   r_i = the mid-rank of |d_i| (tied values share their mean rank);  W+ = sum of r_i over d_i > 0
+#   H0, no difference: every sign is + or - with probability 1/2, so W+ = sum_i s_i r_i, s in {0, 1}^m;
+#   p = min(1, 2 min(P(W+ <= w), P(W+ >= w))), counting all 2^m sign assignments (m <= 25; above,
+#   the normal approximation). 2 r_i is an integer, so the counts are a small dynamic programme.
+#   effect = (R+ - R-) / (R+ + R-), R+- the rank sums of each sign: -1 .. +1 (rank-biserial)
+#   Holm, T tests: sort p_(1) <= ... <= p_(T);  p_holm_(k) = max_{j <= k} min(1, (T - j + 1) p_(j))
+#   verdict: `uninformative` if the chance line lies within 5% of the range from the measure's best
+#   value; `too few inputs` below 6 non-zero d_i (the smallest exact p of 5 is 2 / 2^5 = 0.0625);
+#   `better` / `worse` at p_holm < 0.05 by the sign of the effect; else `no difference`.
+
+EXACT_PAIRS = 25  # 2^25 sign assignments counted exactly; above, the normal approximation
+MIN_NONZERO = 6
+ALPHA = 0.05
+NEAR_BOUND = 0.05  # a chance line this close to the best value (a share of the range) leaves no room
+BOUNDS = {"pointing game": (0.0, 1.0), "relevance mass": (0.0, 1.0), "relevance rank": (0.0, 1.0),
+          "human agreement (CC)": (-1.0, 1.0), "seed agreement": (-1.0, 1.0),
+          "abs. rank corr. after randomisation": (0.0, 1.0)}
+LEAST_FAVOURABLE_FIRST = ("worse", "no difference", "uninformative", "too few inputs", "better")
+
+
+def signed_rank_counts(doubled_ranks) -> np.ndarray:
+    """counts[w]: how many of the 2^m sign assignments give 2 W+ = w. Each rank is in (+) or out (-):
+    adding rank r to every sum so far shifts the counts by r."""
+    counts = np.zeros(int(sum(doubled_ranks)) + 1)
+    counts[0] = 1.0  # no rank yet: one assignment, W+ = 0
+    for r in doubled_ranks:
+        counts[r:] = counts[r:] + counts[:len(counts) - r].copy()  # with r, or without it
+    return counts
+
+
+def signed_rank_test(differences) -> tuple[float, float, int]:
+    """(p, effect, m) of paired differences: the exact two-sided p with ties (m <= 25, else scipy's
+    normal approximation without continuity correction), the rank-biserial effect, the m non-zero
+    differences used. p and effect are NaN when m = 0."""
+    d = np.asarray(differences, dtype=np.float64)
+    d = d[d != 0]
+    m = len(d)
+    if m == 0:
+        return math.nan, math.nan, 0
+    ranks = utils.average_ranks(np.abs(d))  # (m,) mid-ranks from 1
+    r_plus, r_minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    effect = float((r_plus - r_minus) / (r_plus + r_minus))
+    if m > EXACT_PAIRS:
+        return float(stats.wilcoxon(d, correction=False, method="approx").pvalue), effect, m
+    doubled = np.rint(2 * ranks).astype(int)  # mid-ranks are whole or halves
+    counts = signed_rank_counts(doubled)
+    w = int(round(2 * r_plus))  # numpy 1 returns a float from round()
+    at_most, at_least = counts[:w + 1].sum() / 2.0 ** m, counts[w:].sum() / 2.0 ** m
+    return float(min(1.0, 2 * min(at_most, at_least))), effect, m
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of every p that is not NaN (the others stay NaN)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full_like(p, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    T, running = len(tested), 0.0
+    for j, i in enumerate(tested[np.argsort(p[tested], kind="stable")]):  # smallest p first
+        running = max(running, min(1.0, (T - j) * p[i]))  # never below an earlier step
+        adjusted[i] = running
+    return adjusted
+
+
+def is_uninformative(measure: str, direction: str, chance_median: float) -> bool:
+    """The chance line lies within NEAR_BOUND of the range from the measure's best value."""
+    if measure not in BOUNDS:
+        return False
+    low, high = BOUNDS[measure]
+    best = high if direction == "higher" else low
+    return abs(chance_median - best) <= NEAR_BOUND * (high - low)
+
+
+def verdict(uninformative: bool, nonzero: int, p_holm: float, effect: float, direction: str) -> str:
+    """The rule above, in its order."""
+    if uninformative:
+        return "uninformative"
+    if nonzero < MIN_NONZERO:
+        return "too few inputs"
+    if not p_holm < ALPHA:
+        return "no difference"
+    return "better" if (effect > 0) == (direction == "higher") else "worse"
+
+
+def overall(verdicts) -> str:
+    """A method's verdict on a measure judged against several chance lines: the least favourable."""
+    return min(verdicts, key=LEAST_FAVOURABLE_FIRST.index)
+
+
 # %% The demo: one input's maps through every measure, then the whole comparison -------------
 
 
 @utils.command_line
 def main(argv: Sequence[str] | None = None) -> None:
     args = evaluation.parse_arguments(__doc__, argv)  # bad flags and a bad --annotations: exit 2 here
-    run = evaluation.prepare(args, sys.modules[__name__])  # the inputs, their classes, masks and attention maps, the settings
+    run = evaluation.prepare(args, sys.modules[__name__])  # the inputs, their classes, masks and attention maps
     maps = evaluation.explain_all(run)  # every method on every input, once; timed
     x, c, first = run.x[:1], run.classes[:1], run.titles[0]
     print(f"\nThe measures on '{first}', one method at a time (the lecture's functions, called once each):")
@@ -483,10 +625,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         subsets = run.settings["subsets"]  # the same seed: the same subsets for both calls
         signed = sensitivity_n(run.model, x, m0, c, n=0.05, n_subsets=subsets,
                                generator=torch.Generator().manual_seed(args.seed))
-        unsigned = sensitivity_n(run.model, x, pixel_map(m0)[:, None], c, n=0.05, n_subsets=subsets,
+        unsigned = sensitivity_n(run.model, x, reduced_map(m0)[:, None], c, n=0.05, n_subsets=subsets,
                                  generator=torch.Generator().manual_seed(args.seed))
         nudged = infidelity(run.model, x, m0, c, n_samples=run.settings["infidelity"],
-                            generator=torch.Generator().manual_seed(args.seed))
+                            generator=torch.Generator().manual_seed(args.seed), normalize=True)
         line = f"  {name:>20}: deletion AUC {float(deletion):.3f}  sensitivity-n {float(signed):+.2f}" \
                f" (|map| {float(unsigned):+.2f})  infidelity {float(nudged):.3g}"
         if run.masks[0] is not None:
@@ -494,11 +636,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             mass, rank = float(relevance_mass(m0, mask)), float(relevance_rank(m0, mask))
             line += f"  mass {mass:.2f}  rank {rank:.2f}"
         if run.attention[0] is not None:
-            line += f"  CC {float(human_agreement(m0, run.attention[0][None])):+.2f}"
+            line += f"  CC {float(human_agreement(m0, run.attention[0][None], undefined=math.nan)):+.2f}"
         print(line)
     print("  sensitivity-n in brackets uses |map| summed over channels: an unsigned map cannot follow the\n"
-          "  signed drops of the output, so compare the signed numbers (the same draws, the same subsets).")
-    evaluation.compare(run, maps)  # every measure on every input, the verdicts, the guide and the figures
+          "  signed drops of the output, so compare the signed numbers (the same draws, the same subsets).\n"
+          "  Infidelity here is scale-free: each map is first multiplied by the factor that fits it best.")
+    evaluation.compare(run, maps)  # every measure on every input, the chance lines, the verdicts, files, figures
 
 
 if __name__ == "__main__":
