@@ -42,7 +42,7 @@ import demos
 import utils
 from demos import lecture9 as show
 from plumbing import relevance
-from plumbing.networks import load_digit_mlp, load_digit_vit
+from plumbing.networks import NETWORKS, load_digit_mlp, load_digit_vit
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # dS_c/dx
 gxi = utils.load_lecture("02_gradient_input_saliency")  # x * dS_c/dx
@@ -56,9 +56,11 @@ GAMMA = 0.25  # Montavon et al. use gamma around 0.25 in lower layers
 TINY_EPSILON = 1e-9  # "no epsilon": LRP-0
 HEAD_FUSION, DISCARD_RATIO = "max", 0.9  # jacobgil/vit-explain's example settings; the paper: mean, 0
 ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8  # digits; each step is a second derivative of the network
+ATTACK_STARTS, PHOTO_STARTS = 3, 2  # random starts in the box (each a whole attack)
 PHOTO_ATTACK_STEPS = 8  # EfficientNet-Lite0 at 224 x 224: steps of epsilon / 4 reach the box's corners in 4
 ATTACK_BETA = 10.0  # softplus sharpness during the attack: Dombrowski et al. use beta around 10
 ATTACK_SHARE = 0.10  # k = 10% of the pixels, the top-k set the attack pushes out
+ATTACK_CHUNK = 2 ** 16  # input values per chunk of second derivatives: one photo (150,528) or 83 digits
 EPSILON_DIGITS, EPSILON_PHOTOS = 0.1, 2 * 8 / 255  # the photos' inputs span [-1, 1]: 8/255 of a [0, 1] image
 PHOTOS = ["cat_chelsea.png", "coffee.png", "astronaut.png"]
 QUICK_PHOTOS, DIGITS, QUICK_DIGITS, ATTACK_DIGITS = 2, 6, 4, 20
@@ -376,15 +378,62 @@ def top_k_overlap(map_a: torch.Tensor, map_b: torch.Tensor, k: int) -> torch.Ten
     return hits.float().mean(1)
 
 
+def valid_range(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high), each (1, C, 1, 1): the values this network's inputs can take, the image of [0, 1]
+    pixels under its preprocessing, read from its row in plumbing/networks.py (the row whose weights
+    it holds, for C channels): digits [0, 1]; EfficientNet-Lite0 [-1, 1]; torchvision's networks
+    (0 - mean) / std to (1 - mean) / std. A network the table does not know: no bound but epsilon's."""
+    keys, channels = model.state_dict().keys(), x.shape[1] if x.dim() == 4 else 0
+    row = next((r for r in NETWORKS.values() if r.state_key in keys and r.channels == channels), None)
+    if row is None:
+        low, high = torch.full((channels or 1,), -math.inf), torch.full((channels or 1,), math.inf)
+    elif row.track == "mnist":
+        low, high = torch.zeros(channels), torch.ones(channels)
+    else:
+        preprocess = row.weights().transforms()  # what makes its inputs: x = (pixel - mean) / std
+        mean, std = torch.tensor(preprocess.mean), torch.tensor(preprocess.std)
+        low, high = (0 - mean) / std, (1 - mean) / std
+    shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+    return low.view(shape).to(x), high.view(shape).to(x)
+
+
+def into_box(v: torch.Tensor, x: torch.Tensor, epsilon: float, low: torch.Tensor, high: torch.Tensor):
+    """v clipped into the data (low <= v <= high), then to |v - x| <= epsilon (which wins if x is not)."""
+    return torch.clamp(torch.clamp(v, low, high), x - epsilon, x + epsilon)
+
+
+def attack_steps(model, x, start, classes, k, epsilon, steps, beta, low, high) -> torch.Tensor:
+    """The attack on one chunk of the batch: signed steps of epsilon / 4 on the map's share on the top k."""
+    top = torch.zeros_like(x[:, 0].flatten(1), dtype=torch.bool)  # (n, H * W)
+    top.scatter_(1, pixel_map(model, x.clone().requires_grad_(True), classes).topk(k, dim=1).indices, True)
+    best, best_overlap = x.clone(), torch.ones(len(x), device=x.device)
+    x_adv = start
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        with relevance.softplus_relus(model, beta), torch.enable_grad():  # ReLU -> softplus, undone on exit
+            saliency = pixel_map(model, x_adv, classes, create_graph=True)  # (n, H * W), differentiable
+            share = (saliency * top).sum(1) / saliency.sum(1)  # the map's mass on the old top k
+            (step,) = torch.autograd.grad(share.sum(), x_adv)  # a second derivative of the network
+        x_adv = into_box(x_adv.detach() - epsilon / 4 * step.sign(), x, epsilon, low, high)
+        with torch.no_grad():
+            kept = model(x_adv).argmax(1) == classes  # (n,) judged by the true network
+        now = pixel_map(model, x_adv.clone().requires_grad_(True), classes).topk(k, dim=1).indices  # (n, k)
+        overlap = top.gather(1, now).float().mean(1)  # (n,) of the top k now, the share that was top k at x
+        better = kept & (overlap < best_overlap)
+        best[better], best_overlap[better] = x_adv[better], overlap[better]
+    return best
+
+
 def saliency_attack(model: nn.Module, inputs: torch.Tensor, target=None, k: int = 100, epsilon: float = 0.1,
                     steps: int = 50, beta: float = 10.0, generator: torch.Generator | None = None
                     ) -> torch.Tensor:
     """Ghorbani et al.'s top-k attack on the vanilla gradient map, returning x_adv like `inputs`.
 
     Each step lowers the share of the (softplus) map on the top k pixels of |dS_c/dx| at x by a
-    signed gradient step of epsilon / 4 (random start in the box when `generator` is given), then
-    projects back into |x_adv - x| <= epsilon. Of the steps that keep every class, the one whose
-    true map overlaps least with the top k at x is returned; steps=0 returns a copy of x.
+    signed gradient step of epsilon / 4 (from a random start in the box when `generator` is given),
+    then clips back into the network's valid input range and |x_adv - x| <= epsilon. Of the steps
+    that keep every class, the one whose true map overlaps least with the top k at x is returned;
+    steps=0 returns a copy of x. Second derivatives are taken a chunk of the batch at a time.
 
         x_adv = saliency_attack(cnn, digits, k=78, epsilon=0.1)
     """
@@ -394,26 +443,15 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, target=None, k: int 
     if steps == 0:
         return x
     k = utils.check_count(k, "k")
-    top = torch.zeros_like(x[:, 0].flatten(1), dtype=torch.bool)  # (N, H * W)
-    top.scatter_(1, pixel_map(model, x.clone().requires_grad_(True), classes).topk(k, dim=1).indices, True)
-    best, best_overlap = x.clone(), torch.ones(len(x), device=x.device)
-    x_adv = x.clone()
-    if generator is not None:  # a random start inside the box
-        x_adv += torch.empty(x.shape, dtype=x.dtype).uniform_(-epsilon, epsilon, generator=generator).to(x.device)
-    for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        with relevance.softplus_relus(model, beta), torch.enable_grad():  # ReLU -> softplus, undone on exit
-            saliency = pixel_map(model, x_adv, classes, create_graph=True)  # (N, H * W), differentiable
-            share = (saliency * top).sum(1) / saliency.sum(1)  # the map's mass on the old top k
-            (step,) = torch.autograd.grad(share.sum(), x_adv)
-        x_adv = x + (x_adv.detach() - epsilon / 4 * step.sign() - x).clamp(-epsilon, epsilon)
-        with torch.no_grad():
-            kept = model(x_adv).argmax(1) == classes  # (N,) judged by the true network
-        now = pixel_map(model, x_adv.clone().requires_grad_(True), classes).topk(k, dim=1).indices  # (N, k)
-        overlap = top.gather(1, now).float().mean(1)  # (N,) of the top k now, the share that was top k at x
-        better = kept & (overlap < best_overlap)
-        best[better], best_overlap[better] = x_adv[better], overlap[better]
-    return best.to(inputs.dtype)
+    low, high = valid_range(model, x)  # (1, C, 1, 1) each
+    start = x.clone()
+    if generator is not None:  # a random start inside the box, drawn for the whole batch at once
+        start += torch.empty(x.shape, dtype=x.dtype).uniform_(-epsilon, epsilon, generator=generator).to(x.device)
+    start = into_box(start, x, epsilon, low, high)
+    n = max(1, ATTACK_CHUNK // x[0].numel())  # examples per chunk: one photo, or all 20 digits
+    chunks = [attack_steps(model, x[i: i + n], start[i: i + n], classes[i: i + n], k, epsilon, steps, beta,
+                           low, high) for i in range(0, len(x), n)]
+    return torch.cat(chunks).to(inputs.dtype)
 
 
 # %% The demo, part 1: LRP on the network, and what its rules do to conservation -------------------
@@ -483,24 +521,32 @@ def run_deeplift(args, on: demos.Demo, classes: torch.Tensor | None = None) -> N
 def run_attack(args, on: demos.Demo, epsilon: float) -> None:
     model, x = on.model, on.x
     k = round(ATTACK_SHARE * x.shape[-2] * x.shape[-1])
-    steps = PHOTO_ATTACK_STEPS if on.track == "imagenet" else QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
-    x_adv = saliency_attack(model, x, k=k, epsilon=epsilon, steps=steps, beta=ATTACK_BETA)
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(args.seed)).to(x)
-    x_random = x + epsilon * noise.sign()  # the same size of change, in random directions
+    photos = on.track == "imagenet"
+    steps = PHOTO_ATTACK_STEPS if photos else QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
+    low, high = valid_range(model, x)
     with torch.no_grad():
         classes = model(x).argmax(1)
-    samples = 16 if args.quick else 32
-    methods = {"gradient": lambda v: vanilla.vanilla_gradient(model, v, classes),
-               "SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples,
+    at_x = vanilla.vanilla_gradient(model, x, classes)
+    runs = []  # per random start: x_adv and the random-sign image with the same seed
+    for start in range(PHOTO_STARTS if photos else ATTACK_STARTS):
+        seed = args.seed + start
+        x_adv = saliency_attack(model, x, k=k, epsilon=epsilon, steps=steps, beta=ATTACK_BETA,
+                                generator=torch.Generator().manual_seed(seed))
+        signs = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1000)).sign().to(x)
+        x_random = into_box(x + epsilon * signs, x, epsilon, low, high)  # the same size, random directions
+        runs.append((x_adv, x_random))
+    overlaps = [[top_k_overlap(at_x, vanilla.vanilla_gradient(model, v, classes), k) for v in run] for run in runs]
+    samples = 16 if args.quick else 32  # the other methods, on the first start only
+    methods = {"SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples,
                                                          generator=torch.Generator().manual_seed(args.seed)),
                "IG": lambda v: ig.integrated_gradients(model, v, classes, steps=16 if args.quick else 32)}
-    overlaps = {}
+    others = {}
     for name, method in methods.items():
-        at_x = method(x)
-        overlaps[name] = [float(top_k_overlap(at_x, method(v), k).mean()) for v in (x_adv, x_random)]
-        if name == "gradient":
-            maps = [at_x, method(x_adv)]
-    show.print_attack(on, model, x, x_adv, x_random, epsilon, k, steps, overlaps)
+        m_x = method(x)
+        others[name] = [float(top_k_overlap(m_x, method(v), k).mean()) for v in runs[0]]
+    show.print_attack(on, model, x, runs, (low, high), epsilon, k, steps, overlaps, others)
+    x_adv = runs[0][0]
+    maps = [at_x, vanilla.vanilla_gradient(model, x_adv, classes)]
     utils.save_figure(show.plot_attack(on, model, x, x_adv, maps, epsilon, k), args.out_dir,
                       f"09_attack_{on.track}.png")
 
