@@ -547,7 +547,10 @@ def run_attack(args, on: demos.Demo, epsilon: float) -> None:
     show.print_attack(on, model, x, runs, (low, high), epsilon, k, steps, overlaps, others)
     x_adv = runs[0][0]
     maps = [at_x, vanilla.vanilla_gradient(model, x_adv, classes)]
-    utils.save_figure(show.plot_attack(on, model, x, x_adv, maps, epsilon, k), args.out_dir,
+    attack, random = (float(torch.stack([o[i] for o in overlaps]).mean()) for i in (0, 1))
+    summary = (f"x_adv kept in [{float(low.min()):g}, {float(high.max()):g}]; mean top-k overlap over {len(x)} inputs "
+               f"x {len(runs)} starts: {attack:.2f} (random signs {random:.2f}, chance {k / x[0, 0].numel():.2f})")
+    utils.save_figure(show.plot_attack(on, model, x, x_adv, maps, epsilon, k, summary), args.out_dir,
                       f"09_attack_{on.track}.png")
 
 

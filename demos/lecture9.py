@@ -204,14 +204,16 @@ def plot_maps(images: np.ndarray, titles: list[str], maps: dict[str, torch.Tenso
     return fig
 
 
-def plot_attack(on, model, x, x_adv, maps, epsilon, k, rows: int = 3):
-    """Per example: x, x_adv, the change, and |dS/dx| at each, with the class probabilities."""
+def plot_attack(on, model, x, x_adv, maps, epsilon, k, summary: str = "", rows: int = 3):
+    """Per example: x, x_adv, the change, and |dS/dx| at each, with the class probabilities;
+    `summary`, a line under the title (the run's overlaps over every input and start)."""
     with torch.no_grad():
         p, p_adv = model(x).softmax(1), model(x_adv).softmax(1)
     classes = p.argmax(1)
     n = min(rows, len(x))
-    fig, panels = utils.example_grid(n, 5, title=f"A top-k attack on the gradient map, {on.model_name} "
-                                                  f"(epsilon = {epsilon:.3f}, k = {k} pixels)")
+    fig, panels = utils.example_grid(n, 5, title=f"A top-k attack on the gradient map, {on.network} "
+                                                  f"(epsilon = {epsilon:.3f}, k = {k} pixels)"
+                                                  + (f"\n{summary}" if summary else ""))
     images, adv = on.display(x[:n]), on.display(x_adv[:n])
     change = (x_adv - x)[:n].abs().amax(1).cpu().numpy() / epsilon  # (n, H, W) in [0, 1]
     for i, axes in enumerate(panels):
