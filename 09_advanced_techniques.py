@@ -7,25 +7,18 @@ compare every neuron with its value at a baseline (DeepLIFT); then see how littl
 move a map while the prediction stays put.
 
     LRP-eps    R_j = a_j sum_k w_jk R_k / (z_k + eps sign z_k),  z_k = sum_j a_j w_jk + b_k
-    as a gradient   R = x * g: each layer's backward pass rescaled by z / (z + eps sign z), each
-               activation's by y / x, so that t * g is the relevance t holds (Ancona et al., 2018)
-    BatchNorm  merged into the conv before it: W' = W gamma / sqrt(var + eps), b' = (b - mean) ...
-    residual   out = identity + branch: each summand s gets s * R_out / (out + eps sign out)
+               (as a gradient: R = x * g, each layer's backward rescaled by z / (z + eps sign z))
     DeepLIFT   C_i = (x_i - x'_i) m_i; through a ReLU m = (y - y') / (x - x'); sum_i C_i = f(x) - f(x')
     DeepSHAP   mean over baselines x'_b drawn from the data of DeepLIFT(x, x'_b)
-    SHAP, global   I_j = mean over the data set of |phi_j(x)| (lecture 8's Shapley values)
     rollout    A~_l = rows_normalised((A_l + I) / 2),  map = (A~_L ... A~_1)[class token, patches]
-    top-k attack   max over |x_adv - x| <= eps of how many of |dS/dx|'s top k at x leave the top k
+    top-k attack   max over x_adv in the data, |x_adv - x| <= eps, of how many of |dS/dx|'s top k leave
 
-Papers: Bach et al., PLOS ONE 2015, https://doi.org/10.1371/journal.pone.0130140 (LRP); Montavon
-et al. 2019 (the gamma rule); Shrikumar et al., ICML 2017, https://arxiv.org/abs/1704.02685
-(DeepLIFT); Lundberg and Lee, NeurIPS 2017, https://arxiv.org/abs/1705.07874 (DeepSHAP); Ancona
-et al., ICLR 2018, https://arxiv.org/abs/1711.06104; Abnar and Zuidema, ACL 2020,
-https://arxiv.org/abs/2005.00928; Ghorbani et al., AAAI 2019, https://arxiv.org/abs/1710.10547;
-Dombrowski et al., NeurIPS 2019, https://arxiv.org/abs/1906.07983; Heo et al., NeurIPS 2019.
+Papers: Bach et al. 2015, https://doi.org/10.1371/journal.pone.0130140 (LRP); Shrikumar et al.
+2017, https://arxiv.org/abs/1704.02685 (DeepLIFT); Lundberg and Lee 2017,
+https://arxiv.org/abs/1705.07874 (SHAP); Abnar and Zuidema 2020, https://arxiv.org/abs/2005.00928
+(rollout); Ghorbani et al. 2019, https://arxiv.org/abs/1710.10547 (the attack).
 
-Run:          python 09_advanced_techniques.py --model efficientnet_lite0   (offline; the attack's
-              second derivatives on the photos take most of the time)
+Run:          python 09_advanced_techniques.py --model efficientnet_lite0   (offline)
 In seconds:   python 09_advanced_techniques.py --quick
 Digits:       python 09_advanced_techniques.py --model mnist   (the digit CNN and the digit ViT)
 """
@@ -55,13 +48,6 @@ EPSILON = 0.25  # the LRP-eps panel's stabiliser, in logit units (the method's d
 GAMMA = 0.25  # Montavon et al. use gamma around 0.25 in lower layers
 TINY_EPSILON = 1e-9  # "no epsilon": LRP-0
 HEAD_FUSION, DISCARD_RATIO = "max", 0.9  # jacobgil/vit-explain's example settings; the paper: mean, 0
-ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8  # digits; each step is a second derivative of the network
-ATTACK_STARTS, PHOTO_STARTS = 3, 2  # random starts in the box (each a whole attack)
-PHOTO_ATTACK_STEPS = 8  # EfficientNet-Lite0 at 224 x 224: steps of epsilon / 4 reach the box's corners in 4
-ATTACK_BETA = 10.0  # softplus sharpness during the attack: Dombrowski et al. use beta around 10
-ATTACK_SHARE = 0.10  # k = 10% of the pixels, the top-k set the attack pushes out
-ATTACK_CHUNK = 2 ** 16  # input values per chunk of second derivatives: one photo (150,528) or 83 digits
-EPSILON_DIGITS, EPSILON_PHOTOS = 0.1, 2 * 8 / 255  # the photos' inputs span [-1, 1]: 8/255 of a [0, 1] image
 PHOTOS = ["cat_chelsea.png", "coffee.png", "astronaut.png"]
 QUICK_PHOTOS, DIGITS, QUICK_DIGITS, ATTACK_DIGITS = 2, 6, 4, 20
 
@@ -70,7 +56,11 @@ QUICK_PHOTOS, DIGITS, QUICK_DIGITS, ATTACK_DIGITS = 2, 6, 4, 20
 #
 # Every rule below keeps one invariant: the relevance (or contribution) held by a tensor t is
 # t * g, with g the gradient that reaches t. Then a layer's rule is only a change to the gradient
-# it hands back, and x * dS_c/dx of the changed backward pass is the method's map (Ancona et al.).
+# it hands back, and x * dS_c/dx of the changed backward pass is the method's map (Ancona et al.,
+# ICLR 2018, https://arxiv.org/abs/1711.06104). Two layers need a word more:
+#   BatchNorm  merged into the conv before it: W' = W gamma / sqrt(var + eps), b' = (b - mean) ...
+#   residual   out = identity + branch: each summand s gets s * R_out / (out + eps sign out)
+# and the gamma rule (Montavon et al. 2019) uses W + gamma W+ in conv and linear layers.
 
 # plumbing/relevance.py runs the network with hooks that check it is a chain of layers these rules
 # know (conv, linear, pooling, ReLU, ReLU6, dropout, flatten, a BatchNorm right after a conv, and
@@ -359,7 +349,12 @@ def patch_grid(model: nn.Module):
 
 # %% Saliency maps can be manipulated: the top-k attack --------------------------------------------
 #   find x_adv, |x_adv - x| <= eps per element, same predicted class, whose map |dS_c/dx| puts as
-#   little as possible on the k pixels that were its top k at x (Ghorbani et al., 2019).
+#   little as possible on the k pixels that were its top k at x (Ghorbani et al., 2019). x_adv stays
+#   in the data: an image the network could be shown, every value inside its valid input range.
+#   Second derivatives through ReLUs are 0: softplus(beta x) / beta stands in for them during the
+#   attack only (Dombrowski et al., NeurIPS 2019, https://arxiv.org/abs/1906.07983).
+
+ATTACK_CHUNK = 2 ** 16  # input values per chunk of second derivatives: one photo (150,528) or 83 digits
 
 
 def pixel_map(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, create_graph: bool = False):
@@ -516,6 +511,13 @@ def run_deeplift(args, on: demos.Demo, classes: torch.Tensor | None = None) -> N
 
 
 # %% The demo, part 3: a map moved while the class stays ---------------------------------------------
+
+ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8  # digits; each step is a second derivative of the network
+PHOTO_ATTACK_STEPS = 8  # EfficientNet-Lite0 at 224 x 224: steps of epsilon / 4 reach the box's corners in 4
+ATTACK_STARTS, PHOTO_STARTS = 3, 2  # random starts in the box (each a whole attack)
+ATTACK_BETA = 10.0  # softplus sharpness during the attack: Dombrowski et al. use beta around 10
+ATTACK_SHARE = 0.10  # k = 10% of the pixels, the top-k set the attack pushes out
+EPSILON_DIGITS, EPSILON_PHOTOS = 0.1, 2 * 8 / 255  # the photos' inputs span [-1, 1]: 8/255 of a [0, 1] image
 
 
 def run_attack(args, on: demos.Demo, epsilon: float) -> None:
