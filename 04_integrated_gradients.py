@@ -183,7 +183,7 @@ def integrated_gradients_within(model: nn.Module, inputs: torch.Tensor, target=N
 # the trapezoid's first median to compare with. On the photos most of the error sits in the
 # first few percent of the path from a black baseline, where dS_c/dalpha swings as the picture
 # fades in. The digit CNN, whose convs have no bias, has a single jump, at alpha = 0 (at black
-# every unit is off): the trapezoid errs by exactly 1/(2(n - 1)), on its 1/n guide line, and
+# every unit is off): the trapezoid errs by exactly 1/(2(n - 1)), falling like the 1/n guide, and
 # rules without a node at 0 not at all. So check, do not trust a step count. --tolerance refines
 # the path where it is wrong (the section above). On EfficientNet-Lite0 and three photos this
 # met 5% on every path with at most 29 model evaluations, where Captum's default

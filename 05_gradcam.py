@@ -108,11 +108,12 @@ def mass_left(cam: torch.Tensor) -> list[float]:
 def plot_layers(demo: demos.Demo, index: int, layers: list[str], small: list[torch.Tensor],
                 large: list[torch.Tensor], names: list[str], alike: list[float]):
     """Row 0: the first class's map at each layer's own resolution (its title names the class). Rows 1
-    and 2: each class's map upsampled over the image, with the two maps' rank correlation."""
+    and 2: each class's map upsampled over the image, with the mass the two maps share and their rank
+    correlation."""
     image = demo.display()[index]
     fig, axes = utils.figure_grid(3, len(layers) + 1, landscape=True,
                                   title=f"Grad-CAM at four depths, {demo.network}, {demo.names[index]}: "
-                                        "how alike are two classes' maps? (rank correlation)")
+                                        "where do two classes' maps put their mass?")
     utils.show_image(axes[0, 0], image, demo.names[index])
     for row, name in enumerate(names, start=1):
         utils.show_image(axes[row, 0], image, f"'{utils.shorten(name)}'")
@@ -122,7 +123,7 @@ def plot_layers(demo: demos.Demo, index: int, layers: list[str], small: list[tor
                            f"{utils.layer_label(layer)}: {h}x{w}\n'{utils.shorten(names[0], 14)}'", bar=False)
         for row in (1, 2):
             title = f"'{utils.shorten(names[row - 1], 14)}', upsampled"
-            title += f"\nrank corr. {r:+.2f}" if row == 2 else ""
+            title += f"\nmass shared {shared_mass(l[0], l[1]):.0%}, rank corr. {r:+.2f}" if row == 2 else ""
             utils.show_heatmap(axes[row, col], utils.cam_for_display(l[row - 1: row])[0], title,
                                image=image, bar=False)
     utils.shared_colorbar(fig, axes, label="Grad-CAM / its maximum")
