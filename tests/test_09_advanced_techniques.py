@@ -2,6 +2,7 @@
 tokens against pytorch-grad-cam, the shipped digit ViT on real handwriting, and end to end."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 
@@ -538,6 +539,29 @@ def test_the_attack_moves_efficientnet_lite0s_map(lite0, photo):
     random = float(L9.top_k_overlap(at_x, gradient(lite0, x_random, classes), k).mean())
     assert attacked < 0.5 and attacked <= random / 2, (attacked, random)
     assert not hooks_left(lite0)
+
+
+@pytest.mark.parametrize("stride, padding, size", [(1, 1, 9), (2, 1, 9), (2, 0, 10), (2, 2, 11)])
+def test_grouped_convs_through_one_transpose_give_the_same_second_derivative(stride, padding, size):
+    """The attack's step (a second derivative) is the same with PyTorch's double backward of a depthwise
+    conv and with GroupedConv's one conv_transpose2d, for strides and paddings that drop rows."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.ReLU6(), nn.Conv2d(6, 6, 3, stride, padding, groups=6), nn.ReLU(),
+                          nn.Conv2d(6, 6, 3, 1, 1, groups=3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(6, 4)).eval()
+    x = torch.randn(2, 3, size, size)
+    classes = torch.tensor([1, 3])
+
+    def step(patched: bool) -> torch.Tensor:
+        v = x.clone().requires_grad_(True)
+        with L9.relevance.softplus_relus(model, 10.0), torch.enable_grad(), \
+                (L9.grouped_convs_as_one_transpose() if patched else contextlib.nullcontext()):
+            saliency = L9.pixel_map(model, v, classes, create_graph=True)
+            (g,) = torch.autograd.grad((saliency[:, :5].sum(1) / saliency.sum(1)).sum(), v)
+        return g
+
+    assert_close(step(True), step(False), rtol=1e-4, atol=1e-5)
+    assert F.conv2d is torch.conv2d  # restored on exit
 
 
 def test_top_k_overlap_by_hand():
