@@ -580,9 +580,10 @@ def run_attack(args, on: demos.Demo, epsilon: float) -> None:
         runs.append((x_adv, x_random))
     overlaps = [[top_k_overlap(at_x, vanilla.vanilla_gradient(model, v, classes), k) for v in run] for run in runs]
     samples = 16 if args.quick else 32  # the other methods, on the first start only
-    methods = {"SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples,
+    methods = {"SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples, batch_size=8,
                                                          generator=torch.Generator().manual_seed(args.seed)),
-               "IG": lambda v: ig.integrated_gradients(model, v, classes, steps=16 if args.quick else 32)}
+               "IG": lambda v: ig.integrated_gradients(model, v, classes, steps=16 if args.quick else 32,
+                                                       batch_size=8)}  # 8 images per pass: memory, not results
     others = {}
     for name, method in methods.items():
         m_x = method(x)
