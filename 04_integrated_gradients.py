@@ -7,34 +7,15 @@ add up, pixel by pixel, how much the score changed on the way.
             ~ (x_i - x'_i) * sum_k  w_k * dS_c(x' + alpha_k (x - x')) / dx_i
     completeness:  sum_i IG_i(x) = S_c(x) - S_c(x')      (exact for the true integral)
 
-The gradient at x alone misses features whose effect has saturated (lecture 1);
-gradient x input adds up to S_c(x) only for a linear model (lecture 2). IG averages
-lecture 1's gradient along the straight path, so its attributions add up to the change
-of the score. The integral is a quadrature (nodes alpha_k, weights w_k), and completeness
-is its error check: the paper asks for the sum within 5% of S_c(x) - S_c(x'), and this
-script prints each example's error against that rule of thumb.
+The gradient at x alone misses features whose effect has saturated (lecture 1); gradient x
+input adds up to S_c(x) only for a linear model (lecture 2). IG averages lecture 1's gradient
+along the straight path, so its attributions add up to the change of the score. The integral is
+a quadrature (nodes alpha_k, weights w_k), and completeness is its error check: the paper asks
+for the sum within 5% of S_c(x) - S_c(x'), and this script prints each example's error. Why
+no rule reaches its textbook order on a ReLU network: the section "How the error falls".
 
-Why no rule converges at its textbook order (1/n^2 for the trapezoid, faster for
-Gauss-Legendre): summed over pixels the integrand is dS_c/dalpha along the path, and a
-network of ReLUs (ReLU6, max-pooling, ...) is piecewise linear, so along the path S_c is
-a polyline and dS_c/dalpha is piecewise constant, jumping wherever the path crosses a
-ReLU's kink. Those orders assume a smooth integrand; across a jump a rule errs by up to
-jump x spacing, ~1/n at best, and many jumps add up irregularly, so the error can even
-grow when n doubles (the convergence figure: no guide line of any order fits it). On
-the photos most of it sits in the first few percent of the path from a black baseline,
-where dS_c/dalpha swings by hundreds as the picture fades in. The digit CNN, whose convs
-have no bias, has a single jump, at alpha = 0 (at black every unit is off): the trapezoid
-errs by exactly 1/(2(n - 1)), and rules without a node at 0 not at all. So check, do not
-trust a step count. --tolerance refines the path where it is wrong: on [a, b] the
-exact integral is S_c(b) - S_c(a), free from the forward pass, so each interval knows its
-own error. On EfficientNet-Lite0 and three photos this met 5% on every path with at most
-29 model evaluations, where Captum's default (Gauss-Legendre, 50) missed it on 3 of 6
-(benchmarks/bench_ig_accuracy.py). Completeness is a check, not a proof: errors of
-opposite sign on different intervals can cancel in the sum.
-
-Paper: M. Sundararajan, A. Taly, Q. Yan, "Axiomatic Attribution for Deep Networks",
-ICML 2017, https://arxiv.org/abs/1703.01365 (baselines: Sturmfels, Lundberg, Lee,
-"Visualizing the Impact of Feature Attribution Baselines", Distill 2020).
+Paper: M. Sundararajan, A. Taly, Q. Yan, "Axiomatic Attribution for Deep Networks", ICML 2017,
+https://arxiv.org/abs/1703.01365 (baselines: Sturmfels, Lundberg, Lee, Distill 2020)
 
 Run:          python 04_integrated_gradients.py                (ResNet-50, photos)
 In seconds:   python 04_integrated_gradients.py --quick         (ResNet-18, 8 steps: far off, as printed)
@@ -62,20 +43,6 @@ METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid
 TOLERANCE = 0.05  # the paper's rule of thumb: sum IG within 5% of S_c(x) - S_c(x')
 MAX_STEPS = 257  # --tolerance stops here, and says so, if an example still misses it
 BATCH_SIZE = 32  # path points per forward pass: bounds memory, never changes the result
-QUICK_STEPS = 8  # far too few for 5% on a real network: --quick prints how far off it is
-QUICK_PHOTOS = 2  # --quick explains this many photos ...
-QUICK_DIGITS = 3  # ... or digits
-QUICK_SIZE = 112  # --quick shrinks photos to this size: IG evaluates the model hundreds of times
-BASELINE_ROWS = 3  # examples in the baseline comparison, which runs IG 3 + NOISE_DRAWS times each
-DIGITS = 6
-NOISE_DRAWS = 4  # uniform-noise baselines averaged over this many draws (2 with --quick)
-MNIST_MEAN = 0.1307  # the mean pixel of MNIST's training set: the digit track's "dataset mean"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ImageNet's mean colour (RGB, pixels in [0, 1]): the photos' one
-BLUR_FRACTION = 1 / 16  # the blurred baseline's Gaussian sigma, as a fraction of the image size
-PATH_FRAMES = 6  # images shown along the path
-BANDS = ("riemann_trapezoid", "gausslegendre")  # this lecture's default and Captum's: their spread is shown
-CONVERGENCE_LEVELS = 7  # the convergence figure doubles the steps from 2 to 2^7 = 128 ...
-QUICK_CONVERGENCE_LEVELS = 4  # ... or to 16 with --quick
 
 
 # %% The method ---------------------------------------------------------------------
@@ -205,6 +172,23 @@ def integrated_gradients_within(model: nn.Module, inputs: torch.Tensor, target=N
 
 
 # %% How the error falls with the steps --------------------------------------------------
+#
+# Why no rule converges at its textbook order (1/n^2 for the trapezoid, faster for
+# Gauss-Legendre): summed over pixels the integrand is dS_c/dalpha along the path, and a
+# network of ReLUs (ReLU6, max-pooling, ...) is piecewise linear, so along the path S_c is
+# a polyline and dS_c/dalpha is piecewise constant, jumping wherever the path crosses a
+# ReLU's kink. Those orders assume a smooth integrand; across a jump a rule errs by up to
+# jump x spacing, ~1/n at best, and many jumps add up irregularly, so the error can even
+# grow when n doubles. The convergence figure draws guide lines of slope 1/n and 1/n^2 through
+# the trapezoid's first median to compare with. On the photos most of the error sits in the
+# first few percent of the path from a black baseline, where dS_c/dalpha swings as the picture
+# fades in. The digit CNN, whose convs have no bias, has a single jump, at alpha = 0 (at black
+# every unit is off): the trapezoid errs by exactly 1/(2(n - 1)), falling like the 1/n guide, and
+# rules without a node at 0 not at all. So check, do not trust a step count. --tolerance refines
+# the path where it is wrong (the section above). On EfficientNet-Lite0 and three photos this
+# met 5% on every path with at most 29 model evaluations, where Captum's default
+# (Gauss-Legendre, 50) missed it on 3 of 6 (benchmarks/bench_ig_accuracy.py). Completeness is
+# a check, not a proof: errors of opposite sign on different intervals can cancel in the sum.
 
 
 def rule_errors(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, baseline,
@@ -234,6 +218,9 @@ def rule_errors(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, b
 
 # %% Baselines: what "nothing" means -----------------------------------------------------
 
+MNIST_MEAN = 0.1307  # the mean pixel of MNIST's training set: the digit track's "dataset mean"
+BLUR_FRACTION = 1 / 16  # the blurred baseline's Gaussian sigma, as a fraction of the image size
+
 
 def baselines_for(demo: demos.Demo, draws: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Four ideas of an empty input, each in the model's input space; noise has `draws` copies."""
@@ -245,7 +232,7 @@ def baselines_for(demo: demos.Demo, draws: int, generator: torch.Generator) -> d
     mean = torch.tensor(demo.mean, device=x.device).view(1, -1, 1, 1)
     std = torch.tensor(demo.std, device=x.device).view(1, -1, 1, 1)
     uniform = torch.rand((draws, *x.shape), generator=generator).to(x.device)  # (draws, N, C, H, W)
-    pixel_mean = torch.tensor(IMAGENET_MEAN if demo.track == "imagenet" else (MNIST_MEAN,), device=x.device)
+    pixel_mean = torch.tensor(utils.IMAGENET_MEAN if demo.track == "imagenet" else (MNIST_MEAN,), device=x.device)
     dataset_mean = ((pixel_mean.view(1, -1, 1, 1) - mean) / std).expand_as(x)  # 0 only if normalised by it
     return {
         "black": demo.black(),  # (0 - mean) / std; a 0 input is the normalisation's mean (Captum PR #428)
@@ -271,6 +258,8 @@ def ig_for_baseline(model, x, target, baseline, steps, batch_size):
 
 
 # %% Figures --------------------------------------------------------------------------
+
+PATH_FRAMES = 6  # images shown along the path
 
 
 def plot_path(demo: demos.Demo, x_baseline: torch.Tensor, classes: torch.Tensor, explained: str):
@@ -333,6 +322,7 @@ def plot_baselines(demo: demos.Demo, baselines: dict[str, torch.Tensor],
     return fig
 
 
+BANDS = ("riemann_trapezoid", "gausslegendre")  # this lecture's default and Captum's: their spread is shown
 # marker, line style and a sideways shift (a factor on the step count) for each rule, so that
 # rules with the same error (on the digits, three are exact) do not hide one another
 LINES = {"riemann_left": ("o", "-", 0.94), "riemann_right": ("s", "--", 0.97),
@@ -361,6 +351,14 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
                           mew=2, label=method)
         if e.shape[1] > 1 and method in BANDS:
             ax.fill_between(n * shift, e.min(axis=1), e.max(axis=1), color=line.get_color(), alpha=0.18, lw=0)
+    first = sorted(rule for rule in errors if rule[0] == "riemann_trapezoid")  # guides through its first median
+    n0, e0 = first[0][1], 100 * float(np.median(errors[first[0]].abs().numpy()))
+    if e0 > 0:
+        n = np.array([steps for _, steps in first], dtype=float)
+        for power, style in ((1, (0, (1, 2))), (2, (0, (4, 3)))):
+            ax.loglog(n, e0 * (n0 / n) ** power, color="0.45", lw=1.5, ls=style,
+                      label=f"guide: ~1/n{'' if power == 1 else '^2'} (textbook order of\n"
+                            f"{'a rule across a jump' if power == 1 else 'the trapezoid, smooth'})")
     rule = "the paper's rule of thumb" if tolerance == TOLERANCE else "--tolerance"
     ax.axhline(100 * tolerance, color="k", lw=1.5, label=f"{rule}, {100 * tolerance:g}%")
     ax.xaxis.set_major_locator(ticker.LogLocator(base=2))
@@ -379,6 +377,16 @@ def plot_convergence(errors: dict[tuple[str, int], torch.Tensor], tolerance: flo
 
 
 # %% The demo -------------------------------------------------------------------------
+
+QUICK_STEPS = 8  # far too few for 5% on a real network: --quick prints how far off it is
+QUICK_PHOTOS = 2  # --quick explains this many photos ...
+QUICK_DIGITS = 3  # ... or digits
+QUICK_SIZE = 112  # --quick shrinks photos to this size: IG evaluates the model hundreds of times
+DIGITS = 6
+BASELINE_ROWS = 3  # examples in the baseline comparison, which runs IG 3 + NOISE_DRAWS times each
+NOISE_DRAWS = 4  # uniform-noise baselines averaged over this many draws (2 with --quick)
+CONVERGENCE_LEVELS = 7  # the convergence figure doubles the steps from 2 to 2^7 = 128 ...
+QUICK_CONVERGENCE_LEVELS = 4  # ... or to 16 with --quick
 
 
 def convergence_rules(levels: int) -> list[tuple[str, int]]:

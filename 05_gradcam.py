@@ -9,27 +9,23 @@ feature maps by how much the class score wants it, and add them up.
     L_c     = ReLU( sum_k alpha_k A_k )                           a coarse (h, w) map
     shown as  L_c upsampled (bilinear) to the input's H x W
 
-The ReLU keeps the evidence *for* c: positions that lower S_c belong to other
-classes. The map is as coarse as the layer (7 x 7 at a ResNet's layer4), which
-is the price of the class discrimination the pixel gradients lacked. When the layer
-feeds global average pooling and one Linear (ResNets, EfficientNet), alpha_k = w_ck / (h w)
-and Grad-CAM is CAM (Zhou et al., CVPR 2016, https://arxiv.org/abs/1512.04150) divided by h w.
-A Vision Transformer's patch tokens keep their positions too; lecture 9 reshapes them to
-their grid for Grad-CAM. This lecture reads convolutional maps only.
+The ReLU keeps the evidence *for* c: positions that lower S_c belong to other classes. The
+map is as coarse as the layer (7 x 7 at a ResNet's layer4), the price of the class
+discrimination the pixel gradients lacked. When the layer feeds global average pooling and one
+Linear, alpha_k = w_ck / (h w): Grad-CAM is CAM (Zhou et al., CVPR 2016,
+https://arxiv.org/abs/1512.04150) divided by h w. Lecture 9 runs it on a ViT's patch tokens.
 
-Paper: R. R. Selvaraju, M. Cogswell, A. Das, R. Vedantam, D. Parikh, D. Batra,
-"Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
-Localization", ICCV 2017, https://arxiv.org/abs/1610.02391
+Paper: R. R. Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+Gradient-based Localization", ICCV 2017, https://arxiv.org/abs/1610.02391
 
 Run:          python 05_gradcam.py                    (ResNet-50, then VGG-16 and the digit CNN)
 In seconds:   python 05_gradcam.py --quick             (ResNet-18, no VGG-16)
 Offline:      python 05_gradcam.py --quick --model efficientnet_lite0
 Another layer: python 05_gradcam.py --layer layer3     (any module name; default: layer4 for ResNets)
-Figures go to outputs/. Offline without cached weights, it says so and runs on efficientnet_lite0
-when its optional packages are installed (requirements-dev.txt), else on the digit CNN.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -41,10 +37,7 @@ from torch import nn
 import demos
 import utils
 
-QUICK_PHOTOS = 2  # --quick explains the composite and the cat photo ...
-QUICK_DIGITS = 4  # ... or this many digits
-DIGITS = 6
-PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
+
 # %% The method ---------------------------------------------------------------------
 
 
@@ -73,11 +66,7 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, layer=None,
     if reshape_transform is not None:  # e.g. ViT tokens -> (N, D, h, w); the gradient re-indexed alike
         A, dS_dA = reshape_transform(A), reshape_transform(dS_dA)
     alpha = dS_dA.mean(dim=(2, 3), keepdim=True)  # (N, K_maps, 1, 1): global-average-pooled gradients
-    # A sum starts at zero. Starting `cam` at ones instead would lift every position by 1,
-    # which survives the ReLU and any later normalisation
-    # (tests/test_05_gradcam.py checks that the map is exactly 0 where no feature map is active).
-    cam = torch.zeros_like(A[:, :1])  # (N, 1, h, w)
-    cam = cam + (alpha * A).sum(dim=1, keepdim=True)  # (N, 1, h, w)
+    cam = (alpha * A).sum(dim=1, keepdim=True)  # (N, 1, h, w): sum_k alpha_k A_k, 0 where no map is active
     if relu:
         cam = F.relu(cam)  # only the positive evidence for class c
     if upsample:
@@ -118,22 +107,23 @@ def mass_left(cam: torch.Tensor) -> list[float]:
 
 def plot_layers(demo: demos.Demo, index: int, layers: list[str], small: list[torch.Tensor],
                 large: list[torch.Tensor], names: list[str], alike: list[float]):
-    """Row 0: the first class's map at each layer's own resolution. Rows 1 and 2: each class's
-    map upsampled over the image, with the two maps' rank correlation."""
+    """Row 0: the first class's map at each layer's own resolution (its title names the class). Rows 1
+    and 2: each class's map upsampled over the image, with the mass the two maps share and their rank
+    correlation."""
     image = demo.display()[index]
     fig, axes = utils.figure_grid(3, len(layers) + 1, landscape=True,
                                   title=f"Grad-CAM at four depths, {demo.network}, {demo.names[index]}: "
-                                        "how alike are two classes' maps? (rank correlation)")
+                                        "where do two classes' maps put their mass?")
     utils.show_image(axes[0, 0], image, demo.names[index])
     for row, name in enumerate(names, start=1):
         utils.show_image(axes[row, 0], image, f"'{utils.shorten(name)}'")
     for col, (layer, s, l, r) in enumerate(zip(layers, small, large, alike), start=1):
         h, w = s.shape[-2:]
         utils.show_heatmap(axes[0, col], utils.cam_for_display(s[:1])[0],
-                           f"{utils.layer_label(layer)}: {h}x{w} map", bar=False)
+                           f"{utils.layer_label(layer)}: {h}x{w}\n'{utils.shorten(names[0], 14)}'", bar=False)
         for row in (1, 2):
             title = f"'{utils.shorten(names[row - 1], 14)}', upsampled"
-            title += f"\nrank corr. {r:+.2f}" if row == 2 else ""
+            title += f"\nmass shared {shared_mass(l[0], l[1]):.0%}, rank corr. {r:+.2f}" if row == 2 else ""
             utils.show_heatmap(axes[row, col], utils.cam_for_display(l[row - 1: row])[0], title,
                                image=image, bar=False)
     utils.shared_colorbar(fig, axes, label="Grad-CAM / its maximum")
@@ -169,17 +159,32 @@ def layer_title(demo: demos.Demo, layer: str | None) -> str:
     return "the last conv" if layer is None else utils.layer_label(layer)
 
 
-def depth_verdict(stages: list[str], alike: list[float], demo: demos.Demo) -> str:
-    """One sentence from the numbers: at which depth the two classes' maps differ most."""
-    known = [(r, s) for r, s in zip(alike, stages) if r == r]  # NaN: a map with no positive evidence
+def shared_mass(a: torch.Tensor, b: torch.Tensor) -> float:
+    """sum_ij min(p_ij, q_ij), p and q the two maps as shares of their totals: 1 when they put their
+    mass in the same places, 0 when in different ones; NaN when a map is zero everywhere."""
+    p, q = a.flatten().double(), b.flatten().double()
+    if not (p.sum() > 0 and q.sum() > 0):
+        return float("nan")
+    return float(torch.minimum(p / p.sum(), q / q.sum()).sum())
+
+
+def depth_verdict(stages: list[str], shared: list[float], alike: list[float], demo: demos.Demo) -> str:
+    """One sentence from the printed numbers: at which depth the two classes' maps share the least
+    mass (where they put their evidence), and whether the rank correlation agrees."""
+    known = [(m, s, r) for m, s, r in zip(shared, stages, alike) if not math.isnan(m)]  # NaN: a zero map
     if len(known) < 2:
         return "Too few layers with positive evidence for both classes to compare depths."
-    (low, where_low), (high, where_high) = min(known), max(known)
+    (low, where_low, _), (high, where_high, _) = min(known), max(known)
     deepest = known[-1][1] == where_low
-    return (f"Least alike at {utils.layer_label(where_low)} ({low:+.2f}), most alike at "
-            f"{utils.layer_label(where_high)} ({high:+.2f}): "
-            + ("the deepest layer separates the classes best, at its coarse resolution."
-               if deepest else f"on {demo.names[0]} the deepest layer is not the most class-specific one."))
+    ranked = [(r, s) for _, s, r in known if not math.isnan(r)]
+    by_rank = min(ranked)[1] if ranked else None
+    return (f"The two maps share the least mass at {utils.layer_label(where_low)} ({low:.0%}), the most at "
+            f"{utils.layer_label(where_high)} ({high:.0%}): on {demo.names[0]} "
+            + ("the deepest layer puts the two classes' evidence in the most different places"
+               if deepest else "the deepest layer does not put them in the most different places")
+            + ("; the rank correlation is lowest there too." if by_rank == where_low else
+               f"; the rank correlation is lowest at {utils.layer_label(by_rank)} instead: it also ranks the "
+               "cells both maps leave at 0, which says nothing about where the evidence is."))
 
 
 def print_border_cells(demo: demos.Demo, cams: list[torch.Tensor], small: torch.Tensor) -> list[float]:
@@ -219,6 +224,11 @@ def print_border_cells(demo: demos.Demo, cams: list[torch.Tensor], small: torch.
 
 
 # %% The demo -------------------------------------------------------------------------
+
+QUICK_PHOTOS = 2  # --quick explains the composite and the cat photo ...
+QUICK_DIGITS = 4  # ... or this many digits
+DIGITS = 6
+PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
 
 
 def other_networks(args, demo: demos.Demo) -> list[tuple[str, nn.Module, torch.Tensor, list[int], str]]:
@@ -296,12 +306,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     # What upsample=True does, done here once so that each layer costs one backward pass.
     larges = [F.interpolate(m, size=(H, W), mode="bilinear", align_corners=False) for m in pairs]
     alike = [utils.rank_correlation(m[0], m[1]) for m in pairs]
+    shared = [shared_mass(m[0], m[1]) for m in larges]  # at the input's resolution, the same for every depth
     names = [demo.class_name(c) for c in pair]
-    print(f"\nGrad-CAM of '{names[0]}' and '{names[1]}' on {demo.names[0]} at four depths; the rank "
-          "correlation of the two maps\n(1: the same places, 0: unrelated, below 0: opposite places):")
-    for s, m, r in zip(stages, pairs, alike):
-        print(f"  {layer_title(demo, s):>22}: {m.shape[-2]}x{m.shape[-1]} map, rank correlation {r:+.2f}")
-    print("  " + depth_verdict(stages, alike, demo))
+    print(f"\nGrad-CAM of '{names[0]}' and '{names[1]}' on {demo.names[0]} at four depths: the mass the two "
+          "maps share (1: the same places, 0: different places),\nthe share of each on the left half of the "
+          "image, and their rank correlation (1: the same order, below 0: opposite):")
+    for s, m, big, r, both in zip(stages, pairs, larges, alike, shared):
+        lefts = ", ".join(f"'{utils.shorten(n, 14)}' {left:.0%}" for n, left in zip(names, mass_left(big)))
+        print(f"  {layer_title(demo, s):>22}: {m.shape[-2]}x{m.shape[-1]} map, mass shared {both:.0%}, "
+              f"on the left: {lefts}; rank correlation {r:+.2f}")
+    print("  " + depth_verdict(stages, shared, alike, demo))
     utils.save_figure(plot_layers(demo, 0, stages, pairs, larges, names, alike), args.out_dir,
                       f"05_gradcam_layers_{demo.track}.png")
 

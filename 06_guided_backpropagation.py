@@ -5,37 +5,22 @@ the signals that excite the neuron and that push the score up.
 
     forward   y = ReLU(x) = max(x, 0)                      unchanged
     backward  ordinary:  dS/dx = dS/dy * [x > 0]
-              guided:    R_x   = max(R_y, 0) * [x > 0]     at every ReLU
+              guided:    R_x   = max(R_y, 0) * [x > 0]     at every ReLU (ReLU6: * [0 < x < 6])
     GB_c(x) = the input gradient dS_c/dx computed with the guided rule
 
-    ReLU6 = min(max(x, 0), 6), a ReLU then a clamp (MobileNet, EfficientNet-Lite):
-    guided:    R_x   = max(R_y, 0) * [0 < x < 6]           the clamp keeps its own backward
+The maps are sharp because the negative signals are thrown away; Nie, Zhang and Patel (ICML
+2018, https://arxiv.org/abs/1805.07039) show that this largely reconstructs the image, whatever
+the class (the two-class figure shows both). Adebayo et al. (NeurIPS 2018,
+https://arxiv.org/abs/1810.03292) found its maps change little when the weights are randomised;
+lecture 8 repeats that check on this course's networks and prints how much each map changes.
 
-On a network of ReLUs and max pooling (VGG, the digit CNN) the result is a sharp
-picture of edges. It is sharp because it throws away the negative signals, and that is
-also why it barely depends on the class: Nie, Zhang and Patel (2018) showed that guided
-backpropagation largely reconstructs the image, and Adebayo et al. (2018) that its maps
-barely change when the network's weights are randomised (lecture 8 measures it). On
-EfficientNet-Lite0 it is speckle on a checkerboard: a stride-2 convolution's backward
-pass sends its signal to even and odd pixels unequally (Odena et al., Distill 2016), and
-with only positive signals kept nothing cancels it. The script prints the share of each
-map's energy at the period-2 frequencies, against the vanilla gradient's.
-
-Paper: J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for
-Simplicity: The All Convolutional Net", ICLR workshop 2015, https://arxiv.org/abs/1412.6806
-Why it reconstructs the image: W. Nie, Y. Zhang, A. Patel, "A Theoretical Explanation for
-Perplexing Behaviors of Backpropagation-based Visualizations", ICML 2018, https://arxiv.org/abs/1805.07039
-Sanity checks: J. Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018,
-https://arxiv.org/abs/1810.03292
-Checkerboards: A. Odena, V. Dumoulin, C. Olah, "Deconvolution and Checkerboard Artifacts",
-Distill 2016, https://distill.pub/2016/deconv-checkerboard/
+Paper: J. T. Springenberg, A. Dosovitskiy, T. Brox, M. Riedmiller, "Striving for Simplicity:
+The All Convolutional Net", ICLR workshop 2015, https://arxiv.org/abs/1412.6806
 
 Run:          python 06_guided_backpropagation.py            (ResNet-50; the composite, the cat, the coffee)
 In seconds:   python 06_guided_backpropagation.py --quick     (ResNet-18, the composite only)
 Offline:      python 06_guided_backpropagation.py --quick --model efficientnet_lite0   (ReLU6 throughout)
 Digits:       python 06_guided_backpropagation.py --model mnist
-Figures go to outputs/. Offline without cached weights, it says so and runs on efficientnet_lite0
-when its optional packages are installed (requirements-dev.txt), else on the digit CNN.
 """
 from __future__ import annotations
 
@@ -50,11 +35,6 @@ import demos
 import utils
 
 vanilla_gradient = utils.load_lecture("01_vanilla_gradient_saliency").vanilla_gradient
-
-QUICK_PHOTOS = 1  # --quick explains the composite ...
-QUICK_DIGITS = 4  # ... or this many digits
-DIGITS = 6
-PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
 
 
 # %% The guided ReLU ------------------------------------------------------------------
@@ -169,6 +149,11 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torc
 
 
 # %% The checkerboard -----------------------------------------------------------------
+#   On EfficientNet-Lite0 guided backprop is speckle on a checkerboard: a stride-2 convolution's
+#   backward pass sends its signal to even and odd pixels unequally (Odena, Dumoulin and Olah,
+#   "Deconvolution and Checkerboard Artifacts", Distill 2016, https://distill.pub/2016/deconv-checkerboard/),
+#   and with only positive signals kept nothing cancels it. The share of each map's energy at the
+#   period-2 frequencies measures it, against the vanilla gradient's.
 
 
 def checkerboard_share(maps: torch.Tensor) -> list[float]:
@@ -231,6 +216,11 @@ def plot_two_classes(demo: demos.Demo, index: int, classes: list[int], vanilla: 
 
 
 # %% The demo -------------------------------------------------------------------------
+
+QUICK_PHOTOS = 1  # --quick explains the composite ...
+QUICK_DIGITS = 4  # ... or this many digits
+DIGITS = 6
+PHOTOS = [utils.COMPOSITE, "cat_chelsea.png", "coffee.png"]
 
 
 def count_rectifiers(model: nn.Module) -> str:

@@ -7,30 +7,24 @@ compare every neuron with its value at a baseline (DeepLIFT); then see how littl
 move a map while the prediction stays put.
 
     LRP-eps    R_j = a_j sum_k w_jk R_k / (z_k + eps sign z_k),  z_k = sum_j a_j w_jk + b_k
-    as a gradient   R = x * g: each layer's backward pass rescaled by z / (z + eps sign z), each
-               activation's by y / x, so that t * g is the relevance t holds (Ancona et al., 2018)
-    BatchNorm  merged into the conv before it: W' = W gamma / sqrt(var + eps), b' = (b - mean) ...
-    residual   out = identity + branch: each summand s gets s * R_out / (out + eps sign out)
+               (as a gradient: R = x * g, each layer's backward rescaled by z / (z + eps sign z))
     DeepLIFT   C_i = (x_i - x'_i) m_i; through a ReLU m = (y - y') / (x - x'); sum_i C_i = f(x) - f(x')
     DeepSHAP   mean over baselines x'_b drawn from the data of DeepLIFT(x, x'_b)
-    SHAP, global   I_j = mean over the data set of |phi_j(x)| (lecture 8's Shapley values)
     rollout    A~_l = rows_normalised((A_l + I) / 2),  map = (A~_L ... A~_1)[class token, patches]
-    top-k attack   max over |x_adv - x| <= eps of how many of |dS/dx|'s top k at x leave the top k
+    top-k attack   max over x_adv in the data, |x_adv - x| <= eps, of how many of |dS/dx|'s top k leave
 
-Papers: Bach et al., PLOS ONE 2015, https://doi.org/10.1371/journal.pone.0130140 (LRP); Montavon
-et al. 2019 (the gamma rule); Shrikumar et al., ICML 2017, https://arxiv.org/abs/1704.02685
-(DeepLIFT); Lundberg and Lee, NeurIPS 2017, https://arxiv.org/abs/1705.07874 (DeepSHAP); Ancona
-et al., ICLR 2018, https://arxiv.org/abs/1711.06104; Abnar and Zuidema, ACL 2020,
-https://arxiv.org/abs/2005.00928; Ghorbani et al., AAAI 2019, https://arxiv.org/abs/1710.10547;
-Dombrowski et al., NeurIPS 2019, https://arxiv.org/abs/1906.07983; Heo et al., NeurIPS 2019.
+Papers: Bach et al. 2015, https://doi.org/10.1371/journal.pone.0130140 (LRP); Shrikumar et al.
+2017, https://arxiv.org/abs/1704.02685 (DeepLIFT); Lundberg and Lee 2017,
+https://arxiv.org/abs/1705.07874 (SHAP); Abnar and Zuidema 2020, https://arxiv.org/abs/2005.00928
+(rollout); Ghorbani et al. 2019, https://arxiv.org/abs/1710.10547 (the attack).
 
-Run:          python 09_advanced_techniques.py --model efficientnet_lite0   (offline; the attack's
-              second derivatives on the photos take most of the time)
+Run:          python 09_advanced_techniques.py --model efficientnet_lite0   (offline)
 In seconds:   python 09_advanced_techniques.py --quick
 Digits:       python 09_advanced_techniques.py --model mnist   (the digit CNN and the digit ViT)
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -42,7 +36,7 @@ import demos
 import utils
 from demos import lecture9 as show
 from plumbing import relevance
-from plumbing.networks import load_digit_mlp, load_digit_vit
+from plumbing.networks import NETWORKS, load_digit_mlp, load_digit_vit
 
 vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # dS_c/dx
 gxi = utils.load_lecture("02_gradient_input_saliency")  # x * dS_c/dx
@@ -55,11 +49,6 @@ EPSILON = 0.25  # the LRP-eps panel's stabiliser, in logit units (the method's d
 GAMMA = 0.25  # Montavon et al. use gamma around 0.25 in lower layers
 TINY_EPSILON = 1e-9  # "no epsilon": LRP-0
 HEAD_FUSION, DISCARD_RATIO = "max", 0.9  # jacobgil/vit-explain's example settings; the paper: mean, 0
-ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8  # digits; each step is a second derivative of the network
-PHOTO_ATTACK_STEPS = 8  # EfficientNet-Lite0 at 224 x 224: steps of epsilon / 4 reach the box's corners in 4
-ATTACK_BETA = 10.0  # softplus sharpness during the attack: Dombrowski et al. use beta around 10
-ATTACK_SHARE = 0.10  # k = 10% of the pixels, the top-k set the attack pushes out
-EPSILON_DIGITS, EPSILON_PHOTOS = 0.1, 2 * 8 / 255  # the photos' inputs span [-1, 1]: 8/255 of a [0, 1] image
 PHOTOS = ["cat_chelsea.png", "coffee.png", "astronaut.png"]
 QUICK_PHOTOS, DIGITS, QUICK_DIGITS, ATTACK_DIGITS = 2, 6, 4, 20
 
@@ -68,7 +57,11 @@ QUICK_PHOTOS, DIGITS, QUICK_DIGITS, ATTACK_DIGITS = 2, 6, 4, 20
 #
 # Every rule below keeps one invariant: the relevance (or contribution) held by a tensor t is
 # t * g, with g the gradient that reaches t. Then a layer's rule is only a change to the gradient
-# it hands back, and x * dS_c/dx of the changed backward pass is the method's map (Ancona et al.).
+# it hands back, and x * dS_c/dx of the changed backward pass is the method's map (Ancona et al.,
+# ICLR 2018, https://arxiv.org/abs/1711.06104). Two layers need a word more:
+#   BatchNorm  merged into the conv before it: W' = W gamma / sqrt(var + eps), b' = (b - mean) ...
+#   residual   out = identity + branch: each summand s gets s * R_out / (out + eps sign out)
+# and the gamma rule (Montavon et al. 2019) uses W + gamma W+ in conv and linear layers.
 
 # plumbing/relevance.py runs the network with hooks that check it is a chain of layers these rules
 # know (conv, linear, pooling, ReLU, ReLU6, dropout, flatten, a BatchNorm right after a conv, and
@@ -357,7 +350,12 @@ def patch_grid(model: nn.Module):
 
 # %% Saliency maps can be manipulated: the top-k attack --------------------------------------------
 #   find x_adv, |x_adv - x| <= eps per element, same predicted class, whose map |dS_c/dx| puts as
-#   little as possible on the k pixels that were its top k at x (Ghorbani et al., 2019).
+#   little as possible on the k pixels that were its top k at x (Ghorbani et al., 2019). x_adv stays
+#   in the data: an image the network could be shown, every value inside its valid input range.
+#   Second derivatives through ReLUs are 0: softplus(beta x) / beta stands in for them during the
+#   attack only (Dombrowski et al., NeurIPS 2019, https://arxiv.org/abs/1906.07983).
+
+ATTACK_CHUNK = 2 ** 16  # input values per chunk of second derivatives: one photo (150,528) or 83 digits
 
 
 def pixel_map(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, create_graph: bool = False):
@@ -376,15 +374,102 @@ def top_k_overlap(map_a: torch.Tensor, map_b: torch.Tensor, k: int) -> torch.Ten
     return hits.float().mean(1)
 
 
+def valid_range(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high), each (1, C, 1, 1): the values this network's inputs can take, the image of [0, 1]
+    pixels under its preprocessing, read from its row in plumbing/networks.py (the row whose weights
+    it holds, for C channels): digits [0, 1]; EfficientNet-Lite0 [-1, 1]; torchvision's networks
+    (0 - mean) / std to (1 - mean) / std. A network the table does not know: no bound but epsilon's."""
+    keys, channels = model.state_dict().keys(), x.shape[1] if x.dim() == 4 else 0
+    row = next((r for r in NETWORKS.values() if r.state_key in keys and r.channels == channels), None)
+    if row is None:
+        low, high = torch.full((channels or 1,), -math.inf), torch.full((channels or 1,), math.inf)
+    elif row.track == "mnist":
+        low, high = torch.zeros(channels), torch.ones(channels)
+    else:
+        preprocess = row.weights().transforms()  # what makes its inputs: x = (pixel - mean) / std
+        mean, std = torch.tensor(preprocess.mean), torch.tensor(preprocess.std)
+        low, high = (0 - mean) / std, (1 - mean) / std
+    shape = (1, -1, 1, 1) if x.dim() == 4 else (1, -1)
+    return low.view(shape).to(x), high.view(shape).to(x)
+
+
+def into_box(v: torch.Tensor, x: torch.Tensor, epsilon: float, low: torch.Tensor, high: torch.Tensor):
+    """v clipped into the data (low <= v <= high), then to |v - x| <= epsilon (which wins if x is not)."""
+    return torch.clamp(torch.clamp(v, low, high), x - epsilon, x + epsilon)
+
+
+class GroupedConv(torch.autograd.Function):
+    """A grouped convolution (groups > 1: EfficientNet's depthwise convs) whose backward is one
+    conv_transpose2d, which autograd differentiates again in one call. PyTorch's own second derivative
+    of a grouped convolution runs one small convolution per group: thousands per step on
+    EfficientNet-Lite0, minutes per photo. Only the input gets a gradient (the attack's need)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(weight)
+        ctx.size, ctx.settings = x.shape[-2:], (stride, padding, dilation, groups)
+        return torch.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, g):
+        (weight,) = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.settings
+        extra = [ctx.size[d] - ((g.shape[2 + d] - 1) * stride[d] - 2 * padding[d]  # rows a stride drops
+                                + dilation[d] * (weight.shape[2 + d] - 1) + 1) for d in (0, 1)]
+        grad_x = F.conv_transpose2d(g, weight, None, stride, padding, extra, groups, dilation)  # like x
+        return grad_x, None, None, None, None, None, None
+
+
+@contextlib.contextmanager
+def grouped_convs_as_one_transpose():
+    """F.conv2d with groups > 1 goes through GroupedConv inside the block; restored on exit."""
+    original = F.conv2d
+
+    def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        if groups == 1 or isinstance(padding, str):
+            return original(x, weight, bias, stride, padding, dilation, groups)
+        pair = torch.nn.modules.utils._pair
+        return GroupedConv.apply(x, weight, bias, pair(stride), pair(padding), pair(dilation), groups)
+
+    F.conv2d = conv2d  # modules call F.conv2d at run time (nn.Conv2d and EfficientNet's own convs)
+    try:
+        yield
+    finally:
+        F.conv2d = original
+
+
+def attack_steps(model, x, start, classes, k, epsilon, steps, beta, low, high) -> torch.Tensor:
+    """The attack on one chunk of the batch: signed steps of epsilon / 4 on the map's share on the top k."""
+    top = torch.zeros_like(x[:, 0].flatten(1), dtype=torch.bool)  # (n, H * W)
+    top.scatter_(1, pixel_map(model, x.clone().requires_grad_(True), classes).topk(k, dim=1).indices, True)
+    best, best_overlap = x.clone(), torch.ones(len(x), device=x.device)
+    x_adv = start
+    for _ in range(steps):
+        x_adv = x_adv.detach().requires_grad_(True)
+        with relevance.softplus_relus(model, beta), grouped_convs_as_one_transpose(), torch.enable_grad():
+            saliency = pixel_map(model, x_adv, classes, create_graph=True)  # (n, H * W), differentiable
+            share = (saliency * top).sum(1) / saliency.sum(1)  # the map's mass on the old top k
+            (step,) = torch.autograd.grad(share.sum(), x_adv)  # a second derivative of the network
+        x_adv = into_box(x_adv.detach() - epsilon / 4 * step.sign(), x, epsilon, low, high)
+        with torch.no_grad():
+            kept = model(x_adv).argmax(1) == classes  # (n,) judged by the true network
+        now = pixel_map(model, x_adv.clone().requires_grad_(True), classes).topk(k, dim=1).indices  # (n, k)
+        overlap = top.gather(1, now).float().mean(1)  # (n,) of the top k now, the share that was top k at x
+        better = kept & (overlap < best_overlap)
+        best[better], best_overlap[better] = x_adv[better], overlap[better]
+    return best
+
+
 def saliency_attack(model: nn.Module, inputs: torch.Tensor, target=None, k: int = 100, epsilon: float = 0.1,
                     steps: int = 50, beta: float = 10.0, generator: torch.Generator | None = None
                     ) -> torch.Tensor:
     """Ghorbani et al.'s top-k attack on the vanilla gradient map, returning x_adv like `inputs`.
 
     Each step lowers the share of the (softplus) map on the top k pixels of |dS_c/dx| at x by a
-    signed gradient step of epsilon / 4 (random start in the box when `generator` is given), then
-    projects back into |x_adv - x| <= epsilon. Of the steps that keep every class, the one whose
-    true map overlaps least with the top k at x is returned; steps=0 returns a copy of x.
+    signed gradient step of epsilon / 4 (from a random start in the box when `generator` is given),
+    then clips back into the network's valid input range and |x_adv - x| <= epsilon. Of the steps
+    that keep every class, the one whose true map overlaps least with the top k at x is returned;
+    steps=0 returns a copy of x. Second derivatives are taken a chunk of the batch at a time.
 
         x_adv = saliency_attack(cnn, digits, k=78, epsilon=0.1)
     """
@@ -394,26 +479,15 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, target=None, k: int 
     if steps == 0:
         return x
     k = utils.check_count(k, "k")
-    top = torch.zeros_like(x[:, 0].flatten(1), dtype=torch.bool)  # (N, H * W)
-    top.scatter_(1, pixel_map(model, x.clone().requires_grad_(True), classes).topk(k, dim=1).indices, True)
-    best, best_overlap = x.clone(), torch.ones(len(x), device=x.device)
-    x_adv = x.clone()
-    if generator is not None:  # a random start inside the box
-        x_adv += torch.empty(x.shape, dtype=x.dtype).uniform_(-epsilon, epsilon, generator=generator).to(x.device)
-    for _ in range(steps):
-        x_adv = x_adv.detach().requires_grad_(True)
-        with relevance.softplus_relus(model, beta), torch.enable_grad():  # ReLU -> softplus, undone on exit
-            saliency = pixel_map(model, x_adv, classes, create_graph=True)  # (N, H * W), differentiable
-            share = (saliency * top).sum(1) / saliency.sum(1)  # the map's mass on the old top k
-            (step,) = torch.autograd.grad(share.sum(), x_adv)
-        x_adv = x + (x_adv.detach() - epsilon / 4 * step.sign() - x).clamp(-epsilon, epsilon)
-        with torch.no_grad():
-            kept = model(x_adv).argmax(1) == classes  # (N,) judged by the true network
-        now = pixel_map(model, x_adv.clone().requires_grad_(True), classes).topk(k, dim=1).indices  # (N, k)
-        overlap = top.gather(1, now).float().mean(1)  # (N,) of the top k now, the share that was top k at x
-        better = kept & (overlap < best_overlap)
-        best[better], best_overlap[better] = x_adv[better], overlap[better]
-    return best.to(inputs.dtype)
+    low, high = valid_range(model, x)  # (1, C, 1, 1) each
+    start = x.clone()
+    if generator is not None:  # a random start inside the box, drawn for the whole batch at once
+        start += torch.empty(x.shape, dtype=x.dtype).uniform_(-epsilon, epsilon, generator=generator).to(x.device)
+    start = into_box(start, x, epsilon, low, high)
+    n = max(1, ATTACK_CHUNK // x[0].numel())  # examples per chunk: one photo, or all 20 digits
+    chunks = [attack_steps(model, x[i: i + n], start[i: i + n], classes[i: i + n], k, epsilon, steps, beta,
+                           low, high) for i in range(0, len(x), n)]
+    return torch.cat(chunks).to(inputs.dtype)
 
 
 # %% The demo, part 1: LRP on the network, and what its rules do to conservation -------------------
@@ -479,29 +553,48 @@ def run_deeplift(args, on: demos.Demo, classes: torch.Tensor | None = None) -> N
 
 # %% The demo, part 3: a map moved while the class stays ---------------------------------------------
 
+ATTACK_STEPS, QUICK_ATTACK_STEPS = 50, 8  # digits; each step is a second derivative of the network
+PHOTO_ATTACK_STEPS = 8  # EfficientNet-Lite0 at 224 x 224: steps of epsilon / 4 reach the box's corners in 4
+ATTACK_STARTS, PHOTO_STARTS = 3, 2  # random starts in the box (each a whole attack)
+ATTACK_BETA = 10.0  # softplus sharpness during the attack: Dombrowski et al. use beta around 10
+ATTACK_SHARE = 0.10  # k = 10% of the pixels, the top-k set the attack pushes out
+EPSILON_DIGITS, EPSILON_PHOTOS = 0.1, 2 * 8 / 255  # the photos' inputs span [-1, 1]: 8/255 of a [0, 1] image
+
 
 def run_attack(args, on: demos.Demo, epsilon: float) -> None:
     model, x = on.model, on.x
     k = round(ATTACK_SHARE * x.shape[-2] * x.shape[-1])
-    steps = PHOTO_ATTACK_STEPS if on.track == "imagenet" else QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
-    x_adv = saliency_attack(model, x, k=k, epsilon=epsilon, steps=steps, beta=ATTACK_BETA)
-    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(args.seed)).to(x)
-    x_random = x + epsilon * noise.sign()  # the same size of change, in random directions
+    photos = on.track == "imagenet"
+    steps = PHOTO_ATTACK_STEPS if photos else QUICK_ATTACK_STEPS if args.quick else ATTACK_STEPS
+    low, high = valid_range(model, x)
     with torch.no_grad():
         classes = model(x).argmax(1)
-    samples = 16 if args.quick else 32
-    methods = {"gradient": lambda v: vanilla.vanilla_gradient(model, v, classes),
-               "SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples,
+    at_x = vanilla.vanilla_gradient(model, x, classes)
+    runs = []  # per random start: x_adv and the random-sign image with the same seed
+    for start in range(PHOTO_STARTS if photos else ATTACK_STARTS):
+        seed = args.seed + start
+        x_adv = saliency_attack(model, x, k=k, epsilon=epsilon, steps=steps, beta=ATTACK_BETA,
+                                generator=torch.Generator().manual_seed(seed))
+        signs = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed + 1000)).sign().to(x)
+        x_random = into_box(x + epsilon * signs, x, epsilon, low, high)  # the same size, random directions
+        runs.append((x_adv, x_random))
+    overlaps = [[top_k_overlap(at_x, vanilla.vanilla_gradient(model, v, classes), k) for v in run] for run in runs]
+    samples = 16 if args.quick else 32  # the other methods, on the first start only
+    methods = {"SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples, batch_size=8,
                                                          generator=torch.Generator().manual_seed(args.seed)),
-               "IG": lambda v: ig.integrated_gradients(model, v, classes, steps=16 if args.quick else 32)}
-    overlaps = {}
+               "IG": lambda v: ig.integrated_gradients(model, v, classes, steps=16 if args.quick else 32,
+                                                       batch_size=8)}  # 8 images per pass: memory, not results
+    others = {}
     for name, method in methods.items():
-        at_x = method(x)
-        overlaps[name] = [float(top_k_overlap(at_x, method(v), k).mean()) for v in (x_adv, x_random)]
-        if name == "gradient":
-            maps = [at_x, method(x_adv)]
-    show.print_attack(on, model, x, x_adv, x_random, epsilon, k, steps, overlaps)
-    utils.save_figure(show.plot_attack(on, model, x, x_adv, maps, epsilon, k), args.out_dir,
+        m_x = method(x)
+        others[name] = [float(top_k_overlap(m_x, method(v), k).mean()) for v in runs[0]]
+    show.print_attack(on, model, x, runs, (low, high), epsilon, k, steps, overlaps, others)
+    x_adv = runs[0][0]
+    maps = [at_x, vanilla.vanilla_gradient(model, x_adv, classes)]
+    attack, random = (float(torch.stack([o[i] for o in overlaps]).mean()) for i in (0, 1))
+    summary = (f"x_adv kept in [{float(low.min()):g}, {float(high.max()):g}]; mean top-k overlap over {len(x)} inputs "
+               f"x {len(runs)} starts: {attack:.2f} (random signs {random:.2f}, chance {k / x[0, 0].numel():.2f})")
+    utils.save_figure(show.plot_attack(on, model, x, x_adv, maps, epsilon, k, summary), args.out_dir,
                       f"09_attack_{on.track}.png")
 
 

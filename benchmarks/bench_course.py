@@ -7,7 +7,8 @@
     python benchmarks/bench_course.py --tracks mnist --quick-only
 
 Each run is a fresh process, `python NN_lecture.py [--quick] [--model mnist] --device cpu
---out-dir TMP`, timed from start to exit, as a student would see it (imports included).
+--out-dir TMP`, timed from start to exit, as a student would see it (imports included), with
+its peak memory (maximum resident set size, which `/usr/bin/time -v` also reports).
 Tracks:
   mnist     `--model mnist`: the digit CNN that ships in data/, always offline.
   imagenet  no --model flag: each lecture's default network. Without torchvision's cached
@@ -20,10 +21,10 @@ A lecture that fails makes the exit status 1 (after the table); time is not a fa
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,38 +36,49 @@ import utils  # noqa: E402  (flags puts the course folder on sys.path)
 
 ROOT = flags.ROOT
 QUICK_TARGET_S = 180  # all nine lectures with --quick, per track, on two CPU cores
+MEMORY_TARGET_GB = 4  # every run, full and --quick: what a student's laptop holds
 
 
 def run(lecture: str, track: str, quick: bool, timeout: float) -> dict:
-    """One lecture, one track, one mode, in a fresh process: wall time, status, network used."""
-    with tempfile.TemporaryDirectory() as out_dir:
+    """One lecture, one track, one mode, in a fresh process: wall time, CPU time, peak memory (the
+    child's maximum resident set size, from wait4's own rusage of that one process), status, network."""
+    with tempfile.TemporaryDirectory() as out_dir, tempfile.TemporaryFile("w+") as log:
         command = [sys.executable, str(ROOT / f"{lecture}.py"), "--device", "cpu", "--out-dir", out_dir,
                    *(["--quick"] if quick else []), *(["--model", "mnist"] if track == "mnist" else [])]
-        start, cpu_start = time.perf_counter(), cpu_of_children()
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-        except subprocess.TimeoutExpired:
-            return {"seconds": time.perf_counter() - start, "cpu": float("nan"),
-                    "status": f"timed out after {timeout:.0f} s", "network": "?"}
-        seconds, cpu = time.perf_counter() - start, cpu_of_children() - cpu_start
-    output = done.stdout + done.stderr
+        start = time.perf_counter()
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        while True:  # wait4, not wait: it hands back this child's own rusage (CPU and peak memory)
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > timeout:
+                child.kill()
+                os.wait4(child.pid, 0)
+                child.returncode = -9
+                return {"seconds": time.perf_counter() - start, "cpu": float("nan"), "peak_mb": float("nan"),
+                        "status": f"timed out after {timeout:.0f} s", "network": "?"}
+            time.sleep(0.05)
+        seconds = time.perf_counter() - start
+        child.returncode = returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        log.seek(0)
+        output = log.read()
+    cpu = usage.ru_utime + usage.ru_stime
+    peak_mb = usage.ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)  # bytes on macOS, KiB on Linux
     used = re.findall(r"Continuing (?:with|on the) (\w+)", output)  # utils' offline fallback says so
     network = "mnist" if track == "mnist" else ", ".join(
         "digit CNN" if name == "MNIST" else name for name in dict.fromkeys(used)) or "default"
     last_line = (output.strip().splitlines() or ["(no output)"])[-1]
-    status = "ok" if done.returncode == 0 else f"exit {done.returncode}: {last_line[:70]}".replace("|", "/")
-    return {"seconds": seconds, "cpu": cpu, "status": status, "network": network}
-
-
-def cpu_of_children() -> float:
-    """CPU seconds (user + system) of every finished child so far: what a run cost the
-    machine, which other processes on a shared machine change far less than the wall time."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    status = "ok" if returncode == 0 else f"exit {returncode}: {last_line[:70]}".replace("|", "/")
+    return {"seconds": seconds, "cpu": cpu, "peak_mb": peak_mb, "status": status, "network": network}
 
 
 def fmt(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def fmt_memory(megabytes: float) -> str:
+    return "?" if math.isnan(megabytes) else f"{megabytes / 1024:.1f} GB" if megabytes >= 1024 else \
+        f"{megabytes:.0f} MB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             results[lecture, track, quick] = result
             failed |= result["status"] != "ok"
             print(f"{lecture} {track} {'--quick' if quick else 'full'}: {fmt(result['seconds'])} wall, "
-                  f"{fmt(result['cpu'])} CPU "
+                  f"{fmt(result['cpu'])} CPU, peak {fmt_memory(result['peak_mb'])} "
                   f"({result['network']}) {result['status']}", flush=True)
 
     header = ["lecture"] + [f"{track} {'--quick' if quick else 'full'}" for track, quick in columns]
@@ -108,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             for track, quick in columns:
                 r = results[lecture, track, quick]
-                cell = f"{fmt(r['seconds'])} / {fmt(r['cpu'])}"
+                cell = f"{fmt(r['seconds'])} / {fmt(r['cpu'])} / {fmt_memory(r['peak_mb'])}"
                 if r["status"] != "ok":
                     cell += f", **{r['status']}**"
                 if track == "imagenet" and r["network"] != "default":
@@ -129,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `python benchmarks/bench_course.py{''.join(' ' + a for a in (argv or sys.argv[1:]))}`; "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}; CPU {cpu}, {cores} cores visible; load average at the end "
         f"(1 / 5 / 15 min) {load}.", "",
-        "Each cell: wall time / CPU time (user + system, all threads) of the lecture's process.",
+        "Each cell: wall time / CPU time (user + system, all threads) / peak memory (maximum resident set",
+        f"size) of the lecture's process. Peak memory target: under {MEMORY_TARGET_GB} GB for every run.",
         "On an idle machine with two cores the wall time lies between half the CPU time and",
         "all of it; on a shared machine the wall time also counts the waiting.", "",
         *([f"- all lectures with --quick: {', '.join(quick_totals)} (target: under {QUICK_TARGET_S // 60} min "

@@ -149,24 +149,44 @@ def print_relations(model: nn.Module, x: torch.Tensor, maps: dict[str, torch.Ten
     print(f"    rank correlation with DeepLIFT's map, mean over the batch: {pairs}")
 
 
-def print_attack(on, model, x, x_adv, x_random, epsilon, k, steps, overlaps) -> None:
+def print_attack(on, model, x, runs, valid, epsilon, k, steps, overlaps, others) -> None:
+    """What the attack did over every random start: the box it stayed in, the labels, the top-k overlap
+    against random signs of the same size and against chance, and the class probability."""
+    low, high = (float(v.min()) for v in valid)
+    x_adv = torch.cat([run[0] for run in runs])  # (starts * N, ...)
+    x_random = torch.cat([run[1] for run in runs])
     with torch.no_grad():
         classes = model(x).argmax(1)
-        kept = int((model(x_adv).argmax(1) == classes).sum())
-        kept_random = int((model(x_random).argmax(1) == classes).sum())
-    attack, random = overlaps["gradient"]
-    print(f"\nThe top-k attack on {on.model_name} ({len(x)} inputs, k = {k} pixels = 10%, epsilon = {epsilon:.4f} "
-          f"per element, {steps} steps):")
-    print(f"  labels kept: {kept}/{len(x)} (random sign noise of the same size: {kept_random}/{len(x)}); "
-          f"largest |x_adv - x| = {float((x_adv - x).abs().max()):.4f}")
-    print(f"  top-k overlap of |dS/dx| at x and after: {attack:.2f} under the attack, {random:.2f} under random "
-          f"signs: {'below' if attack < 0.5 else 'NOT below'} 0.5, "
-          f"{'at most' if attack <= random / 2 else 'MORE than'} half the random one")
-    ranked = sorted(overlaps.items(), key=lambda item: -item[1][0])
-    print("  the same inputs through other methods (overlap under the attack / under random signs): "
-          + "; ".join(f"{name} {a:.2f} / {r:.2f}" for name, (a, r) in ranked))
-    print(f"  Most stable under this attack: {ranked[0][0]}. The attack was aimed at the gradient's map alone; "
-          "these overlaps show how much of it carries over to the methods that average gradients.")
+        p = model(x).softmax(1).gather(1, classes[:, None])[:, 0]  # (N,)
+        tiled = classes.repeat(len(runs))  # (starts * N,)
+        p_adv = model(x_adv).softmax(1).gather(1, tiled[:, None])[:, 0]
+        p_random = model(x_random).softmax(1).gather(1, tiled[:, None])[:, 0]
+        kept = int((model(x_adv).argmax(1) == tiled).sum())
+        kept_random = int((model(x_random).argmax(1) == tiled).sum())
+    attack = float(torch.stack([o[0] for o in overlaps]).mean())
+    random = float(torch.stack([o[1] for o in overlaps]).mean())
+    per_start = ", ".join(f"{float(o[0].mean()):.3f} / {float(o[1].mean()):.3f}" for o in overlaps)
+    chance = k / (x.shape[-2] * x.shape[-1])  # k random pixels share k / pixels of the top k, on average
+    x_all = x.repeat(len(runs), *[1] * (x.dim() - 1))
+    print(f"\nThe top-k attack on {on.network} ({len(x)} inputs x {len(runs)} random starts, k = {k} pixels = "
+          f"10%, epsilon = {epsilon:.4f} per element, {steps} steps):")
+    print(f"  every iterate, start and random-sign image clipped to the inputs' valid range [{low:g}, {high:g}] "
+          f"(what [0, 1] pixels become) and to |x_adv - x| <= epsilon: x_adv spans [{float(x_adv.min()):.3f}, "
+          f"{float(x_adv.max()):.3f}], largest |x_adv - x| = {float((x_adv - x_all).abs().max()):.4f}")
+    print(f"  labels kept: {kept}/{len(x_adv)} (random signs of the same size: {kept_random}/{len(x_random)})")
+    print(f"  top-k overlap of |dS/dx| at x and after, mean: {attack:.3f} under the attack, {random:.3f} under "
+          f"random signs, {chance:.3f} by chance (k / pixels); per start (attack / random): {per_start}")
+    print(f"  the attack's overlap is {'below' if attack < 0.5 else 'NOT below'} 0.5, "
+          f"{'at most' if attack <= random / 2 else 'MORE than'} half the random signs', and "
+          f"{'below' if attack < chance else 'above'} chance: "
+          + ("the old top k is avoided, not just shuffled" if attack < chance else
+             "what is left of the old top k is no more than a random choice of k pixels would keep"))
+    print(f"  class probability, median over inputs and starts: {float(p.median()):.2f} at x -> "
+          f"{float(p_adv.median()):.2f} after the attack ({float(p_random.median()):.2f} after random signs; "
+          f"lowest after the attack {float(p_adv.min()):.2f}): the label stays, the confidence need not")
+    print("  other methods on the same inputs (first start; overlap under the attack / under random signs): "
+          + "; ".join(f"{name} {a:.2f} / {r:.2f}" for name, (a, r) in others.items())
+          + ". The attack aims at the gradient's map alone; these are not ranked (no test here).")
 
 
 # %% Figures --------------------------------------------------------------------------------------
@@ -184,14 +204,16 @@ def plot_maps(images: np.ndarray, titles: list[str], maps: dict[str, torch.Tenso
     return fig
 
 
-def plot_attack(on, model, x, x_adv, maps, epsilon, k, rows: int = 3):
-    """Per example: x, x_adv, the change, and |dS/dx| at each, with the class probabilities."""
+def plot_attack(on, model, x, x_adv, maps, epsilon, k, summary: str = "", rows: int = 3):
+    """Per example: x, x_adv, the change, and |dS/dx| at each, with the class probabilities;
+    `summary`, a line under the title (the run's overlaps over every input and start)."""
     with torch.no_grad():
         p, p_adv = model(x).softmax(1), model(x_adv).softmax(1)
     classes = p.argmax(1)
     n = min(rows, len(x))
-    fig, panels = utils.example_grid(n, 5, title=f"A top-k attack on the gradient map, {on.model_name} "
-                                                  f"(epsilon = {epsilon:.3f}, k = {k} pixels)")
+    fig, panels = utils.example_grid(n, 5, title=f"A top-k attack on the gradient map, {on.network} "
+                                                  f"(epsilon = {epsilon:.3f}, k = {k} pixels)"
+                                                  + (f"\n{summary}" if summary else ""))
     images, adv = on.display(x[:n]), on.display(x_adv[:n])
     change = (x_adv - x)[:n].abs().amax(1).cpu().numpy() / epsilon  # (n, H, W) in [0, 1]
     for i, axes in enumerate(panels):

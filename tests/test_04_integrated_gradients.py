@@ -290,3 +290,26 @@ def test_convergence_tick_labels_share_one_format_and_every_rule_is_drawn():
     positions = {tuple(line.get_xdata()) for line in lines}
     plt.close(fig)
     assert len(lines) == len(module.METHODS) == len(markers) == len(positions)  # none hidden under another
+
+
+def test_the_convergence_figure_draws_the_guide_lines_the_text_names():
+    """The text compares the errors with 1/n and 1/n^2: the figure draws both, through the trapezoid's
+    first median (here the digit CNN's exact 1/(2(n - 1)), 25% at n = 3)."""
+    import matplotlib.pyplot as plt
+
+    module = lecture("04_integrated_gradients")
+    rules = module.convergence_rules(3)
+    errors = {(m, n): torch.full((2,), 1 / (2 * (n - 1)) if m == "riemann_trapezoid" else 0.01) for m, n in rules}
+    fig = module.plot_convergence(errors, 0.05, "2 digits, a test")
+    guides = {line.get_label().split(" (")[0]: line for line in fig.axes[0].get_lines()
+              if line.get_label().startswith("guide")}
+    plt.close(fig)
+    assert set(guides) == {"guide: ~1/n", "guide: ~1/n^2"}
+    n = guides["guide: ~1/n"].get_xdata()
+    assert_close(torch.tensor(guides["guide: ~1/n"].get_ydata()), torch.tensor(25.0 * 3 / n), rtol=1e-6)
+    assert "guide line" in module.__doc__ or "guide lines" in open(module.__file__).read()
+
+
+def test_lecture_4_uses_the_one_imagenet_mean():
+    module = lecture("04_integrated_gradients")
+    assert not hasattr(module, "IMAGENET_MEAN")  # utils.IMAGENET_MEAN is the course's one copy

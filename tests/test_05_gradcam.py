@@ -403,3 +403,38 @@ def test_the_digit_track_measures_grad_cam_on_empty_border_cells(tmp_path, capsy
     shares = [float(re.search(r"(\d+)% in empty border cells", line).group(1)) for line in lines]
     # the 2 of data/digits: its base stroke lights the empty bottom row of cells
     assert max(shares) >= 30 and "digit 2" in out.split("most here: ")[1].split(",")[0]
+
+
+def test_shared_mass_by_hand():
+    module = lecture("05_gradcam")
+    a = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    assert module.shared_mass(a, a) == pytest.approx(1.0)
+    assert module.shared_mass(a, a.flip(0)) == 0.0  # top row against bottom row
+    assert module.shared_mass(a, torch.tensor([[3.0, 0.0], [1.0, 0.0]])) == pytest.approx(0.5 + 0.0)
+    assert np.isnan(module.shared_mass(a, torch.zeros(2, 2)))
+
+
+def test_the_depth_verdict_follows_the_printed_numbers(monkeypatch, tmp_path, capsys):
+    """The verdict names the depth with the least shared mass, and says the deepest layer is (or is not)
+    the most class-specific one only when the shared masses printed above it say so."""
+    module = lecture("05_gradcam")
+    demo = demos.common.Demo("mnist", "mnist", nn.Identity(), torch.zeros(1), ["digit 7"], [], torch.device("cpu"))
+    stages = ["features.3", "features.8", "features.11", "features.13"]
+    deepest = module.depth_verdict(stages, [0.9, 0.8, 0.7, 0.2], [0.5, 0.1, -0.3, 0.0], demo)
+    assert "deepest layer puts" in deepest and "(20%)" in deepest and "lowest at" in deepest
+    not_deepest = module.depth_verdict(stages, [0.9, 0.1, 0.7, 0.2], [0.5, -0.5, 0.3, 0.4], demo)
+    assert "does not" in not_deepest and "(10%)" in not_deepest and "lowest there too" in not_deepest
+    calls = recording(monkeypatch, module, "plot_layers")
+    module.main(["--quick", "--model", "mnist", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    (_, _, layers, _, large, names, _), = calls["plot_layers"]
+    shared = [module.shared_mass(m[0], m[1]) for m in large]
+    for value in shared:
+        assert f"mass shared {value:.0%}" in out
+    lowest = min(range(len(shared)), key=lambda i: shared[i])
+    assert ("deepest layer puts" in out) == (lowest == len(shared) - 1)
+
+
+def test_cam_is_the_weighted_sum_itself():
+    source = open(lecture("05_gradcam").__file__).read()
+    assert "zeros_like(A" not in source and "cam = (alpha * A).sum(dim=1, keepdim=True)" in source

@@ -313,3 +313,9 @@ def test_target_reaches_the_two_class_figure(monkeypatch, tmp_path, capsys):
     (_, index, classes, *_), = calls
     assert index == 0 and classes[0] == 5 and classes[1] != 5
     assert "Similarity of the maps for '5' and" in capsys.readouterr().out
+
+
+def test_the_header_says_only_what_runs_show():
+    """Lecture 8 measures guided backprop's change under randomisation; lecture 6 does not claim its size."""
+    assert "barely change" not in module.__doc__ and "lecture 8" in module.__doc__
+    assert len(module.__doc__.strip().splitlines()) <= 25
