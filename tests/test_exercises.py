@@ -4,10 +4,12 @@ points with a hint that names the mistake, with nothing hanging, flooding or dam
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 sys.path.insert(0, str(EXERCISES))
 
 import grade  # noqa: E402
-from grading import child, harness, models, variations  # noqa: E402
+from grading import child, harness, models, sandbox, variations  # noqa: E402
 
 # Grading restores the course's files a hostile submission damages, and would blame the file it is
 # grading for damage done meanwhile by another: these tests must run one after another (pyproject.toml
@@ -37,8 +39,20 @@ def graded(exercise: int, path: Path, seed: int | None = None, time_limit: float
     return _graded[key]
 
 
+def _load_base():
+    spec = importlib.util.spec_from_file_location("submissions_base", SUBMISSIONS / "_base.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BASE = _load_base()
+BUNDLED = Path(tempfile.mkdtemp(prefix="bundled-submissions-"))
+
+
 def submission(name: str) -> Path:
-    return SUBMISSIONS / f"{name}.py"
+    """tests/submissions/NAME.py as one self-contained file (the grader sees only the file it grades)."""
+    return BASE.bundle(SUBMISSIONS / f"{name}.py", BUNDLED)
 
 
 def assert_well_formed(output: str, passed: int, total: int) -> None:
@@ -100,7 +114,7 @@ MISTAKES = [  # (exercise, submission, a check that must fail, words its line mu
     (4, "ex4_blob_plus_hash_noise", "second lesion model", "hit rate"),
     (4, "ex4_blob_for_shipped_weights", "second lesion model", "hit rate"),
     (5, "ex5_plain_gradient", "trained with the shortcut, marker top left", "on the marker"),
-    (5, "ex5_reads_the_table", "detected correctly", "expected"),
+    (5, "ex5_reads_the_table", "detected correctly", "" if sandbox.privileged() else "expected"),
 ]
 
 
@@ -150,7 +164,12 @@ def test_each_file_starts_from_a_clean_fork_and_a_killed_fork_server_is_replaced
     passed, total, output, _ = graded(1, submission("ex1_poisons_its_fork_server"))
     assert passed < total, output
     assert_well_formed(output, passed, total)
-    if sys.platform.startswith("linux"):  # where a child ends with its server (runner.child)
+    if sandbox.privileged():  # the child runs as a uid of its own: it cannot signal the server at all
+        assert "PermissionError" in output, output
+        assert child._SERVER[0].process.poll() is None
+        child._SERVER[0].process.kill()  # as a file graded by a grader that is not root could
+        child._SERVER[0].process.wait()
+    elif sys.platform.startswith("linux"):  # where a child ends with its server (runner.child)
         assert "ended the grading process (exit status -9)" in output, output
     killed = child._SERVER[0].process
     assert killed.poll() is not None  # the file did kill its server
@@ -182,8 +201,11 @@ def test_a_deleted_course_file_is_restored_and_named():
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched}
     passed, total, output, _ = graded(4, submission("ex4_deletes_lesion_cnn"))
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched} == before
-    assert passed < total and "deleted exercises/data/lesion_cnn.pt (restored)" in output, output
-    assert "changed exercises/data/heldout_digits.npz (restored)" in output
+    if sandbox.privileged():  # the course folder is out of the child's sight: nothing to delete
+        assert passed < total and "FileNotFoundError" in output, output
+    else:
+        assert passed < total and "deleted exercises/data/lesion_cnn.pt (restored)" in output, output
+        assert "changed exercises/data/heldout_digits.npz (restored)" in output
     passed, total, output, _ = graded(4, EXERCISES / "solutions" / grade.FILES[4], seed=3)
     assert passed == total, output  # the next grading sees the shipped files
 

@@ -54,8 +54,16 @@ class Opaque:
 Check = tuple[str, Callable[[], None]]  # (what is checked, a callable that raises Failed)
 
 
+def printable(text: object) -> str:
+    """`text` with every control or other unprintable character escaped (\\x1b for ESC): nothing the
+    student's code wrote can clear the teacher's terminal, retitle its window or move its cursor."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def one_line(text: object, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    """`text` on one line, escaped (printable()), at most `limit` characters."""
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -214,8 +222,8 @@ def run_check(check: Check) -> tuple[bool, str]:
     except StudentRaised as error:
         if error.todo:
             return False, f"FAIL  {name}: not done yet ({one_line(error.message)})"
-        return False, (f"FAIL  {name}: your code raised {error.kinds[0]}: {one_line(error.message, 200)} "
-                       f"(at {error.where})")
+        return False, (f"FAIL  {name}: your code raised {one_line(error.kinds[0], 80)}: "
+                       f"{one_line(error.message, 200)} (at {one_line(error.where, 120)})")
     except Stopped as stop:
         return False, f"FAIL  {name}: {one_line(stop, 400)}"
     except Exception as error:  # noqa: BLE001  (the answer was of a kind the check could not read)
