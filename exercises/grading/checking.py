@@ -110,6 +110,17 @@ def close(ours: object, theirs: torch.Tensor, rtol: float = 1e-4, atol: float = 
     return bool(torch.allclose(ours.detach().to(theirs.dtype), theirs, rtol=rtol, atol=atol * scale))
 
 
+UNIT_ROUNDOFF = 2.0 ** -24  # float32: a result is exact to within this fraction of itself (about 6.0e-8)
+
+
+def near(ours: object, theirs: torch.Tensor, atol: float, rtol: float = 0.0) -> bool:
+    """Equal within `atol` absolute (and `rtol` relative): for quantities whose rounding error does not shrink
+    with their size, such as areas and gaps (differences of numbers near 1); NaN is never near."""
+    if not isinstance(ours, torch.Tensor) or ours.shape != theirs.shape or ours.is_complex():
+        return False
+    return bool(torch.allclose(ours.detach().double(), theirs.double(), rtol=rtol, atol=atol))
+
+
 def worst(ours: object, theirs: torch.Tensor) -> str:
     """How far off an answer is, in words (a relative difference, never the expected values)."""
     if not isinstance(ours, torch.Tensor):
@@ -201,6 +212,14 @@ def side_effect_check(student: Student | None, name: str, model: nn.Module, x: t
     if facts["hooks_left"]:
         raise Failed("no hooks left on the model", ", ".join(map(str, facts["hooks_left"])),
                      "remove hooks in finally")
+    kept = student.modes(name, model, x, *args, **kwargs)
+    if not isinstance(kept, dict) or kept.get("eval") is not True:
+        raise Failed("a model handed over in eval mode stays in eval mode", "it was switched to training mode",
+                     "you call model.train() (perhaps after model.eval()): leave the mode alone, or save "
+                     "model.training and restore it in finally")
+    if kept.get("train") is not True:
+        raise Failed("a model handed over in training mode stays in training mode", "it was switched to eval",
+                     "never call model.eval() inside a method; the caller decides")
 
 
 # %% Running the checks ------------------------------------------------------------------------------------

@@ -159,6 +159,14 @@ def serve(requests, replies, path: Path) -> None:
             elif kind == "side_effects":
                 _, name, model, x, args, kwargs = request
                 reply = ("ok", plain(observe(getattr(module, name), model, x, *args, **kwargs)))
+            elif kind == "modes":  # handed over in eval mode, then in training mode: is each kept?
+                _, name, model, x, args, kwargs = request
+                kept = {}
+                for mode in (False, True):
+                    model.train(mode)
+                    getattr(module, name)(model, x.clone(), *args, **kwargs)
+                    kept["train" if mode else "eval"] = all(m.training == mode for m in model.modules())
+                reply = ("ok", kept)
             else:
                 reply = ("ok", None)
         except BaseException as error:  # noqa: BLE001  (the student's code: any error is a reply)

@@ -263,6 +263,10 @@ class Student:
             raise Failed(f"a function named {name}", "nothing by that name", "keep the starter's names")
         return self._request(("side_effects", name, model, x, args, kwargs), f"running {name}")
 
+    def modes(self, name: str, model: nn.Module, x: torch.Tensor, *args, **kwargs) -> dict:
+        """{'eval': kept, 'train': kept}: whether `name` leaves a model handed over in each mode in that mode."""
+        return self._request(("modes", name, model, x, args, kwargs), f"running {name}")
+
     def output_summary(self) -> list[str]:
         """A few lines of what the student's code printed, and how much was cut."""
         lines = []
