@@ -160,7 +160,7 @@ def test_no_process_survives_its_grading(book):
     assert rows["ex1_leaves_a_daemon"]["score"] == "14" and rows["ex1_fifty_children"]["score"] == "14"
     if sandbox.privileged():  # the sweep of the grading's uid found them and says so
         assert "killed" in rows["ex1_fifty_children"]["killed or refused"]
-        assert "killed" in rows["ex1_leaves_a_daemon"]["killed or refused"]
+    # the daemon is killed as soon as it is orphaned (the fork server is a subreaper), or by the sweep
 
 
 def test_a_memory_hog_gets_a_fail_line_and_the_machine_keeps_its_memory(book):

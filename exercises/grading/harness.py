@@ -21,6 +21,7 @@ The rooms (each small enough to hold in mind):
     checking.py    failures and how they read, comparisons, the checks every exercise shares, run_check
     student.py     the student proxy: Student, which calls the student's functions in the child
     child.py       the child process seen from here: the fork server (runner.py) and its children
+    sandbox.py     where the child runs: a read-only copy, a uid of its own, limits, the sweep after it
     guard.py       the course's files, copied in memory and restored
     models.py      the small models the checks send to the child (the child unpickles them)
     variations.py  what --seed draws, and values kept across calls
