@@ -219,3 +219,18 @@ def test_bad_class_mode_arguments_print_one_line_and_exit_2(argv, words):
     assert run.returncode == 2 and run.stdout == "", run.stdout
     assert len(run.stderr.strip().splitlines()) == 1 and words in run.stderr, run.stderr
     assert "\x1b" not in run.stderr
+
+
+def test_without_root_a_planted_module_is_moved_aside_and_named(tmp_path, monkeypatch):
+    """Where the grader is not root (here: as if it were not), the child can write into the course: what it
+    plants is moved to a quarantine folder after the call that planted it, and that check says so."""
+    monkeypatch.setattr(sandbox, "privileged", lambda: False)
+    before = course_state()
+    out, err = io.StringIO(), io.StringIO()
+    path = _base().bundle(SUBMISSIONS / "ex1_plants_a_reference.py", tmp_path)
+    passed, total = grade.grade(1, path, out=out, err=err, time_limit=120)
+    assert passed == 0, out.getvalue()
+    assert "planted captum (moved to " in out.getvalue() and "planted exercises/captum (moved to " in out.getvalue()
+    assert course_state() == before
+    for folder in (ROOT, EXERCISES, EXERCISES / "grading"):
+        assert not (folder / "captum").exists()
