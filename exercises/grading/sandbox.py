@@ -40,8 +40,10 @@ UID_BASE = 1_700_000_000  # uids from here on are used by gradings alone (no acc
 
 # What the child may read: the lectures and utils.py (a student's file may use them), the course
 # package, the data, tasks.py and its data, and the two grading modules the child itself runs.
-COPIED = ("[0-9][0-9]_*.py", "utils.py", "course/*.py", "data/**/*", "exercises/tasks.py", "exercises/data/*",
-          "exercises/grading/__init__.py", "exercises/grading/models.py", "exercises/grading/runner.py")
+PACKAGES = ("course",)  # the course's packages beside utils.py (one place to rename: plumbing/, demos/ later)
+COPIED = ("[0-9][0-9]_*.py", "utils.py", *(f"{package}/*.py" for package in PACKAGES), "data/**/*",
+          "exercises/tasks.py", "exercises/data/*", "exercises/grading/__init__.py", "exercises/grading/models.py",
+          "exercises/grading/runner.py")
 
 _COPY: list[Path] = []
 
