@@ -3,10 +3,12 @@ every starter does not, and wrong, cheating and hostile submissions (tests/submi
 points with a hint that names the mistake, with nothing hanging, flooding or damaged."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import io
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,7 @@ def _load_base():
 
 BASE = _load_base()
 BUNDLED = Path(tempfile.mkdtemp(prefix="bundled-submissions-"))
+atexit.register(shutil.rmtree, BUNDLED, True)
 
 
 def submission(name: str) -> Path:
