@@ -3,11 +3,15 @@ every starter does not, and wrong, cheating and hostile submissions (tests/submi
 points with a hint that names the mistake, with nothing hanging, flooding or damaged."""
 from __future__ import annotations
 
+import atexit
 import hashlib
+import importlib.util
 import io
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +22,7 @@ SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
 sys.path.insert(0, str(EXERCISES))
 
 import grade  # noqa: E402
-from grading import child, harness, models, variations  # noqa: E402
+from grading import child, harness, models, sandbox, variations  # noqa: E402
 
 # Grading restores the course's files a hostile submission damages, and would blame the file it is
 # grading for damage done meanwhile by another: these tests must run one after another (pyproject.toml
@@ -37,8 +41,21 @@ def graded(exercise: int, path: Path, seed: int | None = None, time_limit: float
     return _graded[key]
 
 
+def _load_base():
+    spec = importlib.util.spec_from_file_location("submissions_base", SUBMISSIONS / "_base.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BASE = _load_base()
+BUNDLED = Path(tempfile.mkdtemp(prefix="bundled-submissions-"))
+atexit.register(shutil.rmtree, BUNDLED, True)
+
+
 def submission(name: str) -> Path:
-    return SUBMISSIONS / f"{name}.py"
+    """tests/submissions/NAME.py as one self-contained file (the grader sees only the file it grades)."""
+    return BASE.bundle(SUBMISSIONS / f"{name}.py", BUNDLED)
 
 
 def assert_well_formed(output: str, passed: int, total: int) -> None:
@@ -76,6 +93,13 @@ def test_a_seed_changes_the_variation():
     assert five != [name for name, _ in grade.checks_module(5).checks(None, variations.Variation())]
 
 
+def test_a_correct_answer_by_another_route_earns_every_point():
+    """Exercise 3 by torch.trapezoid, a loop over examples and a float64 gap: the tolerances follow float32
+    rounding of each area and gap (absolute), not a fraction of a gap that may be near 0."""
+    passed, total, output, _ = graded(3, submission("ex3_other_routes"))
+    assert passed == total, output
+
+
 @pytest.mark.parametrize("exercise", sorted(grade.FILES))
 def test_untouched_starter_fails_without_crashing(exercise):
     passed, total, output, _ = graded(exercise, EXERCISES / grade.FILES[exercise])
@@ -93,14 +117,17 @@ MISTAKES = [  # (exercise, submission, a check that must fail, words its line mu
     (1, "ex1_raises", "equals Captum", "your code raised ZeroDivisionError"),
     (1, "ex1_meta_tensor", "occlusion returns", "meta"),
     (1, "ex1_nan", "occlusion returns", "NaN"),
+    (1, "ex1_negative_target", "ValueError for a class out of range", "target=-1"),
+    (1, "ex1_forces_training_mode", "no side effects", "eval mode stays in eval mode"),
     (2, "ex2_largest_logit", "Q2 most_confident_mistake", "largest logit"),
     (3, "ex3_unsorted", "rank_methods: the ranking", "sorted"),
     (4, "ex4_class_0", "second lesion model", "explain class 1"),
+    (4, "ex4_predicted_class", "second lesion model", "you explained the predicted class"),
     (4, "ex4_grad_cam", "finds the lesion", "hit rate"),
     (4, "ex4_blob_plus_hash_noise", "second lesion model", "hit rate"),
     (4, "ex4_blob_for_shipped_weights", "second lesion model", "hit rate"),
     (5, "ex5_plain_gradient", "trained with the shortcut, marker top left", "on the marker"),
-    (5, "ex5_reads_the_table", "detected correctly", "expected"),
+    (5, "ex5_reads_the_table", "detected correctly", "" if sandbox.privileged() else "expected"),
 ]
 
 
@@ -150,7 +177,12 @@ def test_each_file_starts_from_a_clean_fork_and_a_killed_fork_server_is_replaced
     passed, total, output, _ = graded(1, submission("ex1_poisons_its_fork_server"))
     assert passed < total, output
     assert_well_formed(output, passed, total)
-    if sys.platform.startswith("linux"):  # where a child ends with its server (runner.child)
+    if sandbox.privileged():  # the child runs as a uid of its own: it cannot signal the server at all
+        assert "PermissionError" in output, output
+        assert child._SERVER[0].process.poll() is None
+        child._SERVER[0].process.kill()  # as a file graded by a grader that is not root could
+        child._SERVER[0].process.wait()
+    elif sys.platform.startswith("linux"):  # where a child ends with its server (runner.child)
         assert "ended the grading process (exit status -9)" in output, output
     killed = child._SERVER[0].process
     assert killed.poll() is not None  # the file did kill its server
@@ -182,8 +214,11 @@ def test_a_deleted_course_file_is_restored_and_named():
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched}
     passed, total, output, _ = graded(4, submission("ex4_deletes_lesion_cnn"))
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in watched} == before
-    assert passed < total and "deleted exercises/data/lesion_cnn.pt (restored)" in output, output
-    assert "changed exercises/data/heldout_digits.npz (restored)" in output
+    if sandbox.privileged():  # the course folder is out of the child's sight: nothing to delete
+        assert passed < total and "FileNotFoundError" in output, output
+    else:
+        assert passed < total and "deleted exercises/data/lesion_cnn.pt (restored)" in output, output
+        assert "changed exercises/data/heldout_digits.npz (restored)" in output
     passed, total, output, _ = graded(4, EXERCISES / "solutions" / grade.FILES[4], seed=3)
     assert passed == total, output  # the next grading sees the shipped files
 
@@ -346,3 +381,36 @@ def test_copied_constants_lose_points_under_an_instructors_seed(exercise, name, 
     assert seeded_total == total and seeded < passed, seeded_output
     assert any(check in line for line in fail_lines(seeded_output)), seeded_output
     assert_well_formed(seeded_output, seeded, seeded_total)
+
+
+def test_exercise_4s_hidden_model_computes_the_same_with_other_weights():
+    """The second lesion model is re-parametrised (channels permuted and rescaled through ReLU): the same
+    outputs as the inverted lesion CNN to float32 rounding, yet no weight tensor equal to the shipped one's;
+    it is verified when drawn (the grader's class-1 gradient finds the lesions) and wrong on a share of scans."""
+    import torch
+
+    from grading import ex4
+
+    model = grade.tasks.load_lesion_cnn()
+    scans, _, _ = grade.tasks.lesion_dataset(40, seed=7)
+    inverted = ex4.inverted_lesion_cnn(model)
+    again = ex4.reparametrised(inverted, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ours, theirs = again(1 - scans), inverted(1 - scans)
+    # logits of size ~10 through three layers: float32 sums in another order, a few ulps of 10 each
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    shipped = {tuple(p.flatten()[:8].tolist()) for p in model.parameters()}
+    assert not any(tuple(p.flatten()[:8].tolist()) in shipped for p in again.parameters())
+    second, wrong = ex4.second_model(variations.Variation())
+    assert 0.18 <= wrong <= 0.45
+
+
+def test_exercise_5s_hidden_models_do_what_their_labels_say():
+    """Each hidden model is verified when drawn: a shortcut model loses accuracy without its marker, a clean
+    one does not (and a model that fails is trained again from another seed)."""
+    from grading import ex5
+
+    for seed, corner, shortcut in ex5.hidden_models(variations.Variation())[:2]:
+        model, used = ex5.verified_model(seed, corner, shortcut)
+        assert ex5.does_what_its_label_says(model, used, corner, shortcut)
+        assert not ex5.does_what_its_label_says(model, used, corner, not shortcut)

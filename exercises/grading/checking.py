@@ -54,8 +54,16 @@ class Opaque:
 Check = tuple[str, Callable[[], None]]  # (what is checked, a callable that raises Failed)
 
 
+def printable(text: object) -> str:
+    """`text` with every control or other unprintable character escaped (\\x1b for ESC): nothing the
+    student's code wrote can clear the teacher's terminal, retitle its window or move its cursor."""
+    text = str(text)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def one_line(text: object, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    """`text` on one line, escaped (printable()), at most `limit` characters."""
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -95,11 +103,28 @@ def _rounded(data: object) -> object:
 
 
 def close(ours: object, theirs: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    """Equal to float32 precision, `atol` relative to the reference's scale; NaN is never close."""
+    """Equal to float32 precision, `atol` relative to the reference's scale; NaN is never close.
+
+    For maps (occlusion drops, gradients) whose error scales with their largest value: a float32 map
+    computed by another route (batched, looped, another summation order) differs by a few hundred ulps
+    of that value at most (u = 2**-24 each: 1e-5 of the scale is ~170 ulps), and by 1e-4 of each entry.
+    Areas and gaps, whose error does not shrink with their size, use near() with an absolute tolerance.
+    """
     if not isinstance(ours, torch.Tensor) or ours.shape != theirs.shape or ours.is_complex():
         return False
     scale = max(float(theirs.abs().max()), 1e-12) if theirs.numel() else 1.0
     return bool(torch.allclose(ours.detach().to(theirs.dtype), theirs, rtol=rtol, atol=atol * scale))
+
+
+UNIT_ROUNDOFF = 2.0 ** -24  # float32: a result is exact to within this fraction of itself (about 6.0e-8)
+
+
+def near(ours: object, theirs: torch.Tensor, atol: float, rtol: float = 0.0) -> bool:
+    """Equal within `atol` absolute (and `rtol` relative): for quantities whose rounding error does not shrink
+    with their size, such as areas and gaps (differences of numbers near 1); NaN is never near."""
+    if not isinstance(ours, torch.Tensor) or ours.shape != theirs.shape or ours.is_complex():
+        return False
+    return bool(torch.allclose(ours.detach().double(), theirs.double(), rtol=rtol, atol=atol))
 
 
 def worst(ours: object, theirs: torch.Tensor) -> str:
@@ -193,6 +218,14 @@ def side_effect_check(student: Student | None, name: str, model: nn.Module, x: t
     if facts["hooks_left"]:
         raise Failed("no hooks left on the model", ", ".join(map(str, facts["hooks_left"])),
                      "remove hooks in finally")
+    kept = student.modes(name, model, x, *args, **kwargs)
+    if not isinstance(kept, dict) or kept.get("eval") is not True:
+        raise Failed("a model handed over in eval mode stays in eval mode", "it was switched to training mode",
+                     "you call model.train() (perhaps after model.eval()): leave the mode alone, or save "
+                     "model.training and restore it in finally")
+    if kept.get("train") is not True:
+        raise Failed("a model handed over in training mode stays in training mode", "it was switched to eval",
+                     "never call model.eval() inside a method; the caller decides")
 
 
 # %% Running the checks ------------------------------------------------------------------------------------
@@ -214,8 +247,8 @@ def run_check(check: Check) -> tuple[bool, str]:
     except StudentRaised as error:
         if error.todo:
             return False, f"FAIL  {name}: not done yet ({one_line(error.message)})"
-        return False, (f"FAIL  {name}: your code raised {error.kinds[0]}: {one_line(error.message, 200)} "
-                       f"(at {error.where})")
+        return False, (f"FAIL  {name}: your code raised {one_line(error.kinds[0], 80)}: "
+                       f"{one_line(error.message, 200)} (at {one_line(error.where, 120)})")
     except Stopped as stop:
         return False, f"FAIL  {name}: {one_line(stop, 400)}"
     except Exception as error:  # noqa: BLE001  (the answer was of a kind the check could not read)

@@ -12,11 +12,14 @@ import subprocess
 import sys
 from typing import Sequence
 
-import torch
-
 from pathlib import Path
 
+import torch
+
+from grading import sandbox
+
 RUNNER = Path(__file__).resolve().parent / "runner.py"
+PASSED_ON = ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "SYSTEMROOT", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _pack(message: object) -> bytes:
@@ -32,10 +35,13 @@ class ForkServer:
 
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
+        self.copy = sandbox.course_copy()  # runs from the read-only copy: no solutions, no grading sources
+        runner = self.copy / RUNNER.relative_to(sandbox.ROOT)
+        env = {key: os.environ[key] for key in PASSED_ON if key in os.environ}  # not the grader's environment
         self.process = subprocess.Popen(
-            [sys.executable, str(RUNNER), "--fork-server", str(theirs.fileno())], pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            env={**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"})
+            [sys.executable, "-I", "-B", str(runner), "--fork-server", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=str(self.copy),
+            env={**env, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"})
         theirs.close()
         self.socket = ours
         self.socket.settimeout(300.0)  # its first reply waits for torch's import; a stopped server is killed

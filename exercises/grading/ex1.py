@@ -159,10 +159,14 @@ def hand_case(student: Student, h: int, w: int, window: int, stride: int, want: 
               covered: torch.Tensor) -> None:
     """occlusion on h x w ones, f = the sum of the pixels, baseline 0: the map must be `want`."""
     x = torch.ones(1, 1, h, w, dtype=torch.float64)
+    want = want.view(1, 1, h, w).double()  # shown as it is compared: (1, 1, h, w) float64, as x is
     got = call_occlusion(student, SumModel(), x, 0, window=window, stride=stride, baseline=0.0)
-    if not close(got, want.view(1, 1, h, w).double(), 1e-6, 1e-9):
-        raise Failed(show(want), show(got), diagnose_occlusion(got, want.view(1, 1, h, w).double(),
-                                                              covered.view(1, 1, h, w).double()))
+    # float64 sums of at most window**2 ones, divided by a count: exact to 1e-15; 1e-9 leaves room for a
+    # float32 route (its rounding of values <= 16 is < 1e-6, hence rtol 1e-6)
+    if not close(got, want, 1e-6, 1e-9):
+        raise Failed(f"{show(want)} ({tuple(want.shape)} float64)", show(got) if not isinstance(got, torch.Tensor)
+                     else f"{show(got)} ({tuple(got.shape)} {str(got.dtype).replace('torch.', '')})",
+                     diagnose_occlusion(got, want, covered.view(1, 1, h, w).double()))
 
 
 def check_mean(student: Student, variation: Variation) -> None:
@@ -272,6 +276,10 @@ def check_target_errors(student: Student, variation: Variation) -> None:
     occlusion = partial(call_occlusion, student)
     model, x = GradingCNN(), torch.rand(2, 3, 6, 6)
     expect_value_error(lambda: occlusion(model, x, 5, window=3, stride=3), "target=5 with 5 classes (0 to 4)")
+    expect_value_error(lambda: occlusion(model, x, -1, window=3, stride=3),
+                       "target=-1 (a class index is never counted from the end)")
+    expect_value_error(lambda: occlusion(model, x, torch.tensor([1, -2]), window=3, stride=3),
+                       "target=tensor([1, -2]) (negative classes)")
     expect_value_error(lambda: occlusion(model, x, torch.tensor([0, 9]), window=3, stride=3),
                        "target=tensor([0, 9])")
     expect_value_error(lambda: occlusion(model, x, [0, 1, 2], window=3, stride=3), "3 targets for 2 examples")
@@ -313,7 +321,8 @@ def checks(student: Student | None, variation: Variation) -> list[Check]:
          bind(check_fixed_class)),
         *((reference_case_name(*case), bind(check_reference_case, *case)) for case in reference_cases(variation)),
         ("every target form: None, an int, a list, a tensor", bind(check_target_forms)),
-        ("ValueError for a class out of range or a list of the wrong length", bind(check_target_errors)),
+        ("ValueError for a class out of range (negative ones too) or a list of the wrong length",
+         bind(check_target_errors)),
         ("ValueError for a window larger than the image or a stride outside 1..window",
          bind(check_window_errors)),
         ("no side effects: inputs, requires_grad, training mode, .grad, hooks; works under no_grad",

@@ -182,6 +182,9 @@ def check_method(student: Student, variation: Variation, method: str) -> None:
                      else sorted(maps), "one entry per name in METHODS")
     want = first_mistakes_maps(variation)[method]
     got = maps[method]
+    # maps of the digit CNN's gradients through 50 integration steps (IG) or several layers: float32
+    # sums of ~1e3 terms, each rounded at u = 2**-24, by routes that batch differently: 1e-4 of the scale
+    # (~1700 ulps) absolute and 1e-3 relative
     if not close(got, want, 1e-3, 1e-4):
         hint = {"vanilla_gradient": "absolute=False: keep the sign",
                 "integrated_gradients": f"steps={STEPS} (IG_STEPS) from a black image (baseline None)",

@@ -1,6 +1,7 @@
 """Exercise 5 checks: a shortcut detector asked about models trained by the grader."""
 from __future__ import annotations
 
+import copy
 
 import torch
 
@@ -31,6 +32,38 @@ def hidden_models(variation: Variation) -> list[tuple[int, str, bool]]:
     specs = [(seeds[0], corners[0], True), (seeds[1], corners[0], False),
              (seeds[2], corners[1], True), (seeds[3], corners[1], False)]
     return [specs[int(i)] for i in torch.randperm(4, generator=g)]
+
+
+SHORTCUT_DROP = 0.25  # a shortcut model loses at least this much accuracy when the marker is removed (measured: 0.5)
+CLEAN_ACCURACY, CLEAN_CHANGE = 0.9, 0.05  # a clean one is accurate without the marker, and a random marker moves it little
+_VERIFIED: dict[tuple, tuple] = {}
+
+
+def does_what_its_label_says(model, seed: int, corner: str, shortcut: bool) -> bool:
+    """A shortcut model loses accuracy without the marker; a clean one does not, and ignores a random marker."""
+    accuracy = {marker: tasks.accuracy(model, *tasks.bars_dataset(400, seed=seed + 77, marker=marker, corner=corner))
+                for marker in ("none", "shortcut", "random")}
+    if shortcut:
+        return accuracy["shortcut"] - accuracy["none"] >= SHORTCUT_DROP
+    return accuracy["none"] >= CLEAN_ACCURACY and abs(accuracy["random"] - accuracy["none"]) <= CLEAN_CHANGE
+
+
+def verified_model(seed: int, corner: str, shortcut: bool):
+    """The hidden model drawn for (seed, corner, kind), checked to do what its label says; when it does
+    not, trained again from another seed (the corner and kind, which the check's name shows, stay).
+    Once per process for each drawing."""
+    key = (seed, corner, shortcut)
+    if key not in _VERIFIED:
+        for attempt in range(6):
+            trained_seed = seed + 100_003 * attempt
+            model = tasks.train_bars_cnn(shortcut, seed=trained_seed, corner=corner)
+            if does_what_its_label_says(model, trained_seed, corner, shortcut):
+                _VERIFIED[key] = (model, trained_seed)
+                break
+        else:
+            raise RuntimeError("no hidden model of this kind passed its verification in 6 draws (the grader's fault)")
+    model, trained_seed = _VERIFIED[key]
+    return copy.deepcopy(model), trained_seed
 
 
 def as_bool(value: object) -> bool:
@@ -113,7 +146,7 @@ def check_hidden(student: Student, variation: Variation, seed: int, corner: str,
     detector's verdict must be `shortcut`; a wrong one says how much of the maps lies on the marker.
     """
     detector_runs(student)
-    model = tasks.train_bars_cnn(shortcut, seed=seed, corner=corner)
+    model, seed = verified_model(seed, corner, shortcut)
     images, _ = tasks.bars_dataset(100, seed=seed + 50, marker="all", corner=corner)
     mask = tasks.marker_mask(corner)
     maps = need(student, "explain")(model, images.clone())

@@ -21,6 +21,7 @@ The rooms (each small enough to hold in mind):
     checking.py    failures and how they read, comparisons, the checks every exercise shares, run_check
     student.py     the student proxy: Student, which calls the student's functions in the child
     child.py       the child process seen from here: the fork server (runner.py) and its children
+    sandbox.py     where the child runs: a read-only copy, a uid of its own, limits, the sweep after it
     guard.py       the course's files, copied in memory and restored
     models.py      the small models the checks send to the child (the child unpickles them)
     variations.py  what --seed draws, and values kept across calls
@@ -30,34 +31,41 @@ The rooms (each small enough to hold in mind):
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
+from grading import sandbox
 from grading.checking import Stopped, StudentRaised, one_line, run_check
 from grading.guard import Guard, course_files
-from grading.student import TIME_LIMIT, Student
+from grading.student import CALL_LIMIT, TIME_LIMIT, Student
 from grading.variations import Variation
 
 
 def grade(exercise: int, path: Path, checks_of: Callable, variation: Variation | None = None,
-          time_limit: float = TIME_LIMIT, out=None, err=None) -> tuple[int, int]:
+          time_limit: float = TIME_LIMIT, out=None, err=None, call_limit: float = CALL_LIMIT,
+          report: dict | None = None) -> tuple[int, int]:
     """Run every check of `exercise` on the file at `path`; print one line each and the score.
 
-    Raises FileNotFoundError (before anything runs) when a course file is missing.
+    Raises FileNotFoundError (before anything runs) when a course file is missing. `report`, when
+    given, is filled for the gradebook: each check's (name, ok, line), the seconds taken, and what
+    was killed, refused or removed.
     """
     out, err = out or sys.stdout, err or sys.stderr
     variation = variation or Variation()
+    sandbox.hide_from_children()
     guard = Guard(course_files())
-    student = Student(Path(path).resolve(), guard, time_limit)
+    started = time.monotonic()
+    student = Student(Path(path).resolve(), guard, time_limit, call_limit)
+    names = [name for name, _ in checks_of(None, variation)]
     try:
         try:
             student.load()
         except (StudentRaised, Stopped) as error:
-            reason = (f"{error.kinds[0]}: {one_line(error.message, 200)} (at {error.where})"
+            reason = (f"{one_line(error.kinds[0], 80)}: {one_line(error.message, 200)} (at {one_line(error.where, 120)})"
                       if isinstance(error, StudentRaised) else one_line(error, 300))
-            print(f"FAIL  {Path(path).name} does not import: {reason}", file=out)
-            results = [(False, f"FAIL  {name}: not run, the file does not import")
-                       for name, _ in checks_of(None, variation)]
+            print(f"FAIL  {one_line(Path(path).name, 120)} does not import: {reason}", file=out)
+            results = [(False, f"FAIL  {name}: not run, the file does not import") for name in names]
             for _, line in results:
                 print(line, file=out, flush=True)
         else:
@@ -72,7 +80,12 @@ def grade(exercise: int, path: Path, checks_of: Callable, variation: Variation |
         late = guard.damage()
         if late:
             print(f"note: after grading, the course's files were {'; '.join(late)}", file=err)
+            student.incidents += late
         student.folder.cleanup()
     passed = sum(ok for ok, _ in results)
     print(f"score: {passed}/{len(results)}", file=out, flush=True)
+    if report is not None:
+        report.update(passed=passed, total=len(results), seconds=round(time.monotonic() - started, 1),
+                      checks=[(name, ok, line) for name, (ok, line) in zip(names, results)],
+                      incidents=student.incidents + [line for line in guard.tidied])
     return passed, len(results)

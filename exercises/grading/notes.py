@@ -70,13 +70,16 @@ def exercise_4() -> list[str]:
              "centre": rate(s.centre_map(len(x), 32, 32)),
              "random": rate(torch.rand(len(x), 1, 32, 32, generator=torch.Generator().manual_seed(0)))}
     g_scans, g_labels, g_masks = tasks.lesion_dataset(300, seed=ex4.LESION_GRADER_SEED)
-    second = ex4.second_lesion_cnn(model)
+    from grading.variations import Variation
+
+    second, wrong = ex4.second_model(Variation())
     gx, gm = g_scans[g_labels == 1], g_masks[g_labels == 1]
     second_rate = float(s.pointing_game(s.lesion_saliency(second, 1 - gx), gm).float().mean())
     return [f"exercise 4, {len(scans)} scans: accuracy {tasks.accuracy(model, scans, labels):.0%}; pointing game: "
             + ", ".join(f"{k} {v:.0%}" for k, v in rates.items()),
-            f"exercise 4, the grader's second lesion model (inverted contrast): the gradient {second_rate:.0%}, "
-            f"accuracy {tasks.accuracy(second, 1 - g_scans, g_labels):.0%}"]
+            f"exercise 4, the grader's second lesion model (inverted contrast, re-parametrised): the gradient "
+            f"{second_rate:.0%}, accuracy {tasks.accuracy(second, 1 - g_scans, g_labels):.0%}, wrong on "
+            f"{wrong:.0%} of the scans with a lesion"]
 
 
 def exercise_5() -> list[str]:

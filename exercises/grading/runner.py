@@ -32,6 +32,7 @@ import select
 import signal
 import socket
 import sys
+import time
 import traceback
 import types
 import warnings
@@ -158,6 +159,14 @@ def serve(requests, replies, path: Path) -> None:
             elif kind == "side_effects":
                 _, name, model, x, args, kwargs = request
                 reply = ("ok", plain(observe(getattr(module, name), model, x, *args, **kwargs)))
+            elif kind == "modes":  # handed over in eval mode, then in training mode: is each kept?
+                _, name, model, x, args, kwargs = request
+                kept = {}
+                for mode in (False, True):
+                    model.train(mode)
+                    getattr(module, name)(model, x.clone(), *args, **kwargs)
+                    kept["train" if mode else "eval"] = all(m.training == mode for m in model.modules())
+                reply = ("ok", kept)
             else:
                 reply = ("ok", None)
         except BaseException as error:  # noqa: BLE001  (the student's code: any error is a reply)
@@ -172,6 +181,109 @@ def main(read_fd: int, write_fd: int, path: Path) -> None:
     observing = seal([side_effects.observe, side_effects.hooks_left], vars(side_effects))
     own = seal([receive, send, plain, failure, serve], {**globals(), "observe": observing["observe"]})
     own["serve"](requests, replies, path)
+
+
+# %% The child's confinement ------------------------------------------------------------------------------
+
+CLONE_NEWNS, MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
+    0x00020000, 1, 2, 4, 8, 32, 4096, 8192, 0x4000, 1 << 18)
+
+
+def blocked() -> dict[Path, set[str]]:
+    """{a folder others cannot enter: names of its entries Python needs}, e.g. /root: {'.pyenv'} when
+    the interpreter lives in root's home (mode 0700), which the grading's uid could not reach."""
+    needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p and os.path.isdir(p)}
+    found: dict[Path, set[str]] = {}
+    for path in needed:
+        path = path.resolve()
+        for depth in range(1, len(path.parts) - 1):
+            folder = Path(*path.parts[:depth])
+            try:
+                if not os.stat(folder).st_mode & 0o001:
+                    found.setdefault(folder, set()).add(path.parts[depth])
+                    break
+            except OSError:
+                break
+    return found
+
+
+def reopen(libc, stage: Path) -> None:
+    """In the child's own mount namespace: each folder from blocked() is covered by an empty tmpfs that
+    others may enter, holding only the entries Python needs (bind mounts of the originals, moved in
+    through `stage`, a folder of the grader's). The rest of that folder stays out of sight."""
+    for number, (folder, names) in enumerate(sorted(blocked().items())):
+        staged = []
+        for name in sorted(names):
+            target = stage / f".reach-{number}-{len(staged)}"
+            target.mkdir(exist_ok=True)
+            if libc.mount(os.fsencode(folder / name), os.fsencode(target), None, MS_BIND | MS_REC, None) == 0:
+                staged.append((name, target))
+        if libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=0755") != 0:
+            continue
+        for name, target in staged:
+            (folder / name).mkdir(exist_ok=True)
+            libc.mount(os.fsencode(target), os.fsencode(folder / name), None, MS_MOVE, None)
+        libc.mount(None, os.fsencode(folder), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+def confine(request: dict) -> None:
+    """Confine this child before the student's file is imported; every step the platform allows.
+
+    - its own session (and process group): the grader kills it whole;
+    - resource limits (request["limits"]): address space (memory), file size, CPU seconds, no core
+      files, and, with a uid of its own, a number of processes;
+    - as root on Linux: its own mount namespace, where the folders in request["hide"] (the course
+      folder with solutions/ and the grader's code, the submission's own folder) are covered by an
+      empty read-only tmpfs and /proc is mounted again with hidepid=2 (the grader's processes, and
+      their command lines, are invisible); then setgid/setuid to request["uid"], a uid used by
+      this grading alone, so that it can write nowhere but its own folder, and the grader can
+      find and kill every process it started (a daemon that double-forks and calls setsid keeps its uid);
+    - no_new_privs: no setuid program gives it back what it dropped.
+    What a platform lacks (macOS, Windows: no namespaces; not root: no uid) is skipped; see
+    exercises/README.md's instructor section.
+    """
+    os.setsid()
+    if not sys.platform.startswith(("linux", "darwin")):
+        return
+    import resource
+
+    limits = request.get("limits") or {}
+    root = os.geteuid() == 0
+    uid = request.get("uid")
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if root and uid is not None and libc.unshare(CLONE_NEWNS) == 0:
+            libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+            reopen(libc, Path(request["folder"]).parent)
+            for folder in request.get("hide") or ():
+                libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           b"size=4k,mode=0555")
+            libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
+    memory = None
+    if limits.get("memory_extra") and sys.platform.startswith("linux"):  # beyond what the server maps already
+        with open("/proc/self/status") as handle:
+            mapped = next(int(line.split()[1]) * 1024 for line in handle if line.startswith("VmSize:"))
+        memory = mapped + int(limits["memory_extra"])
+    for name, value in (("RLIMIT_AS", memory), ("RLIMIT_FSIZE", limits.get("file_size")),
+                        ("RLIMIT_CPU", limits.get("cpu")), ("RLIMIT_CORE", 0),
+                        ("RLIMIT_NPROC", limits.get("processes") if uid is not None else None)):
+        if value is not None and hasattr(resource, name):
+            try:
+                resource.setrlimit(getattr(resource, name), (int(value), int(value)))
+            except (ValueError, OSError):
+                pass
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file too large is an OSError, not a dead child
+    if root and uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        if sys.platform.startswith("linux"):  # its own /proc files readable by itself again (setuid cleared it)
+            ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+    os.environ.update({"HOME": os.getcwd(), "TMPDIR": os.getcwd()})
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
 
 
 # %% The fork server -----------------------------------------------------------------------------------
@@ -193,6 +305,7 @@ def child(read_fd: int, write_fd: int, request: dict, server: int) -> int:
         os.dup2(target, fd)
         os.close(target)
     os.chdir(request["folder"])
+    confine(request)
     sys.argv = [str(Path(__file__).resolve()), request["path"]]
     status = 0
     try:
@@ -210,6 +323,25 @@ def child(read_fd: int, write_fd: int, request: dict, server: int) -> int:
     return status
 
 
+def adopted(server: int, children: dict) -> list[int]:
+    """Processes whose parent is the server but which it did not fork: orphans reparented to it (a subreaper)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.isdigit() and int(entry) not in children:
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == server:
+                found.append(int(entry))
+    return found
+
+
 def serve_forks(control: socket.socket) -> None:
     """Fork a child per request until the grader closes `control`; report each child's exit status.
 
@@ -221,18 +353,33 @@ def serve_forks(control: socket.socket) -> None:
     request at a time: the grader waits for each reply before it sends the next.
     """
     children: dict[int, int] = {}  # pid -> where its exit status goes
-    server = os.getpid()
+    server, swept = os.getpid(), 0.0
+    if sys.platform.startswith("linux"):  # orphans of the student's code come here, and are killed (below)
+        import ctypes
+
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: its memory is not readable by the children
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grader's to handle
     while True:
         ready, _, _ = select.select([control], [], [], 0.05)
-        while children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+        while True:  # its children, and the orphans it adopted
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
             if pid == 0:
                 break
             if pid in children:
                 end = children.pop(pid)
                 os.write(end, os.waitstatus_to_exitcode(status).to_bytes(4, "big", signed=True))
                 os.close(end)
+        if time.monotonic() - swept >= 0.5:
+            swept = time.monotonic()
+            for orphan in adopted(server, children):  # a daemon a student's child left behind
+                try:
+                    os.kill(orphan, signal.SIGKILL)
+                except OSError:
+                    pass
         if not ready:
             continue
         message, fds, _, _ = socket.recv_fds(control, 1 << 16, 3)
@@ -242,7 +389,7 @@ def serve_forks(control: socket.socket) -> None:
         if words.startswith("kill "):
             pid = int(words.split()[1])
             if pid in children:
-                os.kill(pid, signal.SIGKILL)
+                kill_group(pid)
             for fd in fds:
                 os.close(fd)
             control.sendall(pid.to_bytes(8, "big"))
@@ -258,7 +405,16 @@ def serve_forks(control: socket.socket) -> None:
         children[pid] = status_end
         control.sendall(pid.to_bytes(8, "big"))
     for pid in children:
-        os.kill(pid, signal.SIGKILL)
+        kill_group(pid)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL to the child `pid` and its process group (its own, from setsid in confine())."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

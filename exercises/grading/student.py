@@ -9,7 +9,10 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import select
+import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -19,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from grading import sandbox
 from grading.checking import Failed, Opaque, Stopped, StudentRaised, nonfinite, one_line
 from grading.child import _pack, fork_server
 from grading.guard import Guard
@@ -26,6 +30,8 @@ from grading.guard import Guard
 OUTPUT_CAP = 4_000_000  # bytes of stdout + stderr the student's code may write before it is stopped
 SHOWN_LINES = 10  # of each of stdout and stderr, on the grader's stderr
 TIME_LIMIT = 600.0  # seconds of the child's work per exercise (the command line's --time-limit)
+CALL_LIMIT = 120.0  # seconds one call may take per megabyte of inputs sent (a hang loses that check only)
+OUT_OF_MEMORY = re.compile(r"can't allocate memory|Cannot allocate memory|out of memory|bad_alloc", re.I)
 
 
 def _wrap(value: object) -> object:
@@ -59,11 +65,24 @@ def _first_nonfinite(value: object) -> str:
 class Student:
     """The student's file, alive in a child process; call its functions by name."""
 
-    def __init__(self, path: Path, guard: Guard, time_limit: float = TIME_LIMIT) -> None:
-        self.path, self.guard, self.time_limit = path, guard, time_limit
+    def __init__(self, path: Path, guard: Guard, time_limit: float = TIME_LIMIT,
+                 call_limit: float = CALL_LIMIT) -> None:
+        self.source, self.guard, self.time_limit, self.call_limit = path, guard, time_limit, call_limit
         self.used = 0.0  # seconds of the child's work so far
+        self.uid = sandbox.new_uid()  # a uid of this grading's own (as root on Linux), else None
         self.folder = tempfile.TemporaryDirectory(prefix="grading-")
-        self.logs = {name: Path(self.folder.name) / f"{name}.txt" for name in ("stdout", "stderr")}
+        top = Path(self.folder.name)
+        top.chmod(0o711)  # the logs here are the grader's; the child works in work/
+        self.work = top / "work"
+        self.work.mkdir(mode=0o700)
+        if self.uid is not None:
+            os.chown(self.work, self.uid, self.uid)
+        self.path = self.work / path.name  # the child imports a copy: the submission's folder stays out of reach
+        shutil.copyfile(path, self.path)
+        self.path.chmod(0o444)
+        self.logs = {name: top / f"{name}.txt" for name in ("stdout", "stderr")}
+        self.incidents: list[str] = []  # what was killed or refused, for the gradebook
+        self.session: int | None = None
         self.process: subprocess.Popen | None = None
         self.stopped = ""  # why no further calls are made
         self.names: set[str] = set()
@@ -75,10 +94,13 @@ class Student:
     def _start(self) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        request = {"path": str(self.path), "folder": self.folder.name, "stdout": str(self.logs["stdout"]),
-                   "stderr": str(self.logs["stderr"]), "append": bool(self.deaths)}
+        request = {"path": str(self.path), "folder": str(self.work), "stdout": str(self.logs["stdout"]),
+                   "stderr": str(self.logs["stderr"]), "append": bool(self.deaths), "uid": self.uid,
+                   "hide": sandbox.hidden(sandbox.ROOT, self.source.parent),
+                   "limits": sandbox.limits(self.time_limit)}
         try:
             self.process = fork_server().fork(to_child_r, from_child_w, request)
+            self.session = self.process.pid  # the child calls setsid() first thing
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
@@ -124,13 +146,22 @@ class Student:
         if self.process is None:
             self._start()
         start = time.monotonic()
+        packed = _pack(message)
+        # one call's limit, scaled to the work: call_limit per started megabyte sent (the inputs' size)
+        per_call = self.call_limit * max(1, math.ceil(len(packed) / 1e6))
+        left = self.time_limit - self.used
         try:
-            self.requests.write(_pack(message))
+            self.requests.write(packed)
             self.requests.flush()
-            reply = self._receive(self.time_limit - self.used)
+            reply = self._receive(left if message[0] == "load" else min(left, per_call))
         except TimeoutError:
             self.kill()
+            if message[0] != "load" and per_call < left:
+                self.incidents.append(f"a call killed after {per_call:g} s")
+                raise Stopped(f"your code did not answer within {per_call:g} s (the limit for one call) while "
+                              f"{what}; it was stopped, and the next check starts it again") from None
             self.stopped = f"the time limit of {self.time_limit:g} s for the exercise was reached"
+            self.incidents.append(f"stopped at the time limit of {self.time_limit:g} s")
             raise Stopped(f"stopped at the time limit ({self.time_limit:g} s for the whole exercise), "
                           f"while {what}") from None
         except (EOFError, BrokenPipeError, OSError, RuntimeError, ValueError) as error:
@@ -138,6 +169,10 @@ class Student:
             self.deaths += 1
             if self.deaths >= 3 or message[0] == "load":
                 self.stopped = "your code ended the grading process"
+            if status == -getattr(signal, "SIGXCPU", 24):
+                limit = sandbox.limits(self.time_limit)["cpu"]
+                self.incidents.append(f"killed after {limit} s of CPU time")
+                raise Stopped(f"your code used more than {limit} s of CPU time (the grading's limit) while {what}")
             raise Stopped(f"your code ended the grading process (exit status {status}) while {what}"
                           + ("" if isinstance(error, (EOFError, BrokenPipeError)) else f": {one_line(error, 80)}"))
         finally:
@@ -151,6 +186,11 @@ class Student:
             raise Stopped(f"the grading process sent something unreadable while {what}")
         if reply[0] == "raised":
             _, kinds, message_text, where, todo = reply
+            if "MemoryError" in kinds or OUT_OF_MEMORY.search(str(message_text)):
+                gigabytes = sandbox.MEMORY_LIMIT / sandbox.GB
+                self.incidents.append(f"refused more than {gigabytes:g} GB of memory")
+                raise Stopped(f"your code used more than {gigabytes:g} GB of memory (the grading's limit) while "
+                              f"{what}: work in smaller batches")
             raise StudentRaised(list(kinds), str(message_text), str(where), bool(todo))
         return _wrap(reply[1])
 
@@ -161,6 +201,7 @@ class Student:
             self.process.kill()
         status = self.process.wait()
         self.process = None
+        self.sweep()
         for stream in (self.requests, ):
             try:
                 stream.close()
@@ -184,6 +225,13 @@ class Student:
             except subprocess.TimeoutExpired:
                 pass
             self.kill()
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Kill every process the student's code started (sandbox.sweep), and say so in the incidents."""
+        killed = sandbox.sweep(self.uid, self.session)
+        if killed:
+            self.incidents.append(f"{killed} process{'es' if killed > 1 else ''} left running, killed")
 
     # what the checks use ---------------------------------------------------------------------
 
@@ -214,6 +262,10 @@ class Student:
         if name not in self.names:
             raise Failed(f"a function named {name}", "nothing by that name", "keep the starter's names")
         return self._request(("side_effects", name, model, x, args, kwargs), f"running {name}")
+
+    def modes(self, name: str, model: nn.Module, x: torch.Tensor, *args, **kwargs) -> dict:
+        """{'eval': kept, 'train': kept}: whether `name` leaves a model handed over in each mode in that mode."""
+        return self._request(("modes", name, model, x, args, kwargs), f"running {name}")
 
     def output_summary(self) -> list[str]:
         """A few lines of what the student's code printed, and how much was cut."""
