@@ -523,6 +523,10 @@ def run_lrp(args, on: demos.Demo, target) -> torch.Tensor:
 # %% The demo, part 2: DeepLIFT and DeepSHAP beside gradient x input, IG and LRP -------------------
 
 
+PER_PASS = 8  # images in one forward and backward pass: memory, not results (64 path points of two photos
+#               at once held 10 GB of EfficientNet-Lite0's activations)
+
+
 def run_deeplift(args, on: demos.Demo, classes: torch.Tensor | None = None) -> None:
     model, x = on.model, on.x
     with torch.no_grad():
@@ -532,7 +536,8 @@ def run_deeplift(args, on: demos.Demo, classes: torch.Tensor | None = None) -> N
     low, high = float(x.min()), float(x.max())
     baselines = torch.stack([torch.full_like(x[0], v) for v in (low, (low + high) / 2, high)])  # (3, C, H, W)
     maps = {"gradient x input": gxi.gradient_x_input(model, x, classes),  # IG: no node at 0 (lecture 4)
-            "IG (zero)": ig.integrated_gradients(model, x, classes, 0.0, 64, "riemann_middle"),
+            "IG (zero)": ig.integrated_gradients(model, x, classes, 0.0, 64, "riemann_middle",
+                                                 batch_size=PER_PASS),
             "DeepLIFT (zero)": deeplift(model, x, classes),
             f"DeepSHAP ({len(baselines)} plain)": deep_shap(model, x, baselines, classes),
             "LRP-0": lrp(model, x, classes, epsilon=TINY_EPSILON),
@@ -580,10 +585,10 @@ def run_attack(args, on: demos.Demo, epsilon: float) -> None:
         runs.append((x_adv, x_random))
     overlaps = [[top_k_overlap(at_x, vanilla.vanilla_gradient(model, v, classes), k) for v in run] for run in runs]
     samples = 16 if args.quick else 32  # the other methods, on the first start only
-    methods = {"SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples, batch_size=8,
+    methods = {"SmoothGrad": lambda v: smooth.smoothgrad(model, v, classes, n_samples=samples, batch_size=PER_PASS,
                                                          generator=torch.Generator().manual_seed(args.seed)),
                "IG": lambda v: ig.integrated_gradients(model, v, classes, steps=16 if args.quick else 32,
-                                                       batch_size=8)}  # 8 images per pass: memory, not results
+                                                       batch_size=PER_PASS)}
     others = {}
     for name, method in methods.items():
         m_x = method(x)
