@@ -260,3 +260,20 @@ def test_a_registered_network_is_offered_by_the_flags_and_read_by_the_demos(monk
     with pytest.raises(ValueError, match="1x1"):
         common.check_cam_layer(args)
     assert dataclasses.replace(row, name="x").architecture()(torch.zeros(1, 3, 16, 16)).shape == (1, 1000)
+
+
+def test_a_sixth_exercise_is_its_starter_its_solution_and_its_checks(tmp_path):
+    """The graders find exercises from their files: a starter (or solution) NN_name.py beside a checks
+    module grading/exN.py is an exercise; nothing else lists them."""
+    sys.path.insert(0, str(ROOT / "exercises"))
+    try:
+        from grading import catalogue
+    finally:
+        sys.path.remove(str(ROOT / "exercises"))
+    shipped = catalogue.exercise_files()
+    assert shipped == catalogue.FILES and sorted(shipped) == list(range(1, len(shipped) + 1))
+    copy = write(tmp_path, {**{f"{name}": "" for name in shipped.values()},
+                            **{f"grading/ex{n}.py": "" for n in shipped},
+                            "06_dummy.py": "", "solutions/06_dummy.py": "", "grading/ex6.py": "",
+                            "07_no_checks_yet.py": ""})  # a starter without its checks is not an exercise
+    assert catalogue.exercise_files(copy) == {**shipped, 6: "06_dummy.py"}
