@@ -189,13 +189,24 @@ CLONE_NEWNS, MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_
     0x00020000, 1, 2, 4, 8, 32, 4096, 8192, 0x4000, 1 << 18)
 
 
+def python_needs() -> set[Path]:
+    """The folders this Python reads its interpreter and packages from."""
+    return {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path)
+            if p and os.path.isdir(p)}
+
+
+def needed_inside(folder: Path) -> set[str]:
+    """Names of `folder`'s entries that hold what Python needs: a virtual environment inside the course
+    folder (CI keeps one in .ci/venv) must stay in reach when the course folder is covered."""
+    return {path.parts[len(folder.parts)] for path in python_needs()
+            if len(path.parts) > len(folder.parts) and path.parts[:len(folder.parts)] == folder.parts}
+
+
 def blocked() -> dict[Path, set[str]]:
     """{a folder others cannot enter: names of its entries Python needs}, e.g. /root: {'.pyenv'} when
     the interpreter lives in root's home (mode 0700), which the grading's uid could not reach."""
-    needed = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p and os.path.isdir(p)}
     found: dict[Path, set[str]] = {}
-    for path in needed:
-        path = path.resolve()
+    for path in python_needs():
         for depth in range(1, len(path.parts) - 1):
             folder = Path(*path.parts[:depth])
             try:
@@ -207,23 +218,28 @@ def blocked() -> dict[Path, set[str]]:
     return found
 
 
+def cover(libc, folder: Path, names: set[str], stage: Path, tag: str) -> None:
+    """Cover `folder` with an empty read-only tmpfs others may enter, holding only the entries `names`
+    (bind mounts of the originals, moved in through `stage`, a folder of the grader's)."""
+    staged = []
+    for name in sorted(names):
+        target = stage / f".reach-{tag}-{len(staged)}"
+        target.mkdir(exist_ok=True)
+        if libc.mount(os.fsencode(folder / name), os.fsencode(target), None, MS_BIND | MS_REC, None) == 0:
+            staged.append((name, target))
+    if libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=0755") != 0:
+        return
+    for name, target in staged:
+        (folder / name).mkdir(exist_ok=True)
+        libc.mount(os.fsencode(target), os.fsencode(folder / name), None, MS_MOVE, None)
+    libc.mount(None, os.fsencode(folder), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
 def reopen(libc, stage: Path) -> None:
-    """In the child's own mount namespace: each folder from blocked() is covered by an empty tmpfs that
-    others may enter, holding only the entries Python needs (bind mounts of the originals, moved in
-    through `stage`, a folder of the grader's). The rest of that folder stays out of sight."""
+    """In the child's own mount namespace: each folder from blocked() is covered, keeping only the
+    entries Python needs. The rest of that folder stays out of sight."""
     for number, (folder, names) in enumerate(sorted(blocked().items())):
-        staged = []
-        for name in sorted(names):
-            target = stage / f".reach-{number}-{len(staged)}"
-            target.mkdir(exist_ok=True)
-            if libc.mount(os.fsencode(folder / name), os.fsencode(target), None, MS_BIND | MS_REC, None) == 0:
-                staged.append((name, target))
-        if libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", MS_NOSUID | MS_NODEV, b"size=64k,mode=0755") != 0:
-            continue
-        for name, target in staged:
-            (folder / name).mkdir(exist_ok=True)
-            libc.mount(os.fsencode(target), os.fsencode(folder / name), None, MS_MOVE, None)
-        libc.mount(None, os.fsencode(folder), None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+        cover(libc, folder, names, stage, str(number))
 
 
 def confine(request: dict) -> None:
@@ -257,9 +273,13 @@ def confine(request: dict) -> None:
         if root and uid is not None and libc.unshare(CLONE_NEWNS) == 0:
             libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None)
             reopen(libc, Path(request["folder"]).parent)
-            for folder in request.get("hide") or ():
-                libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                           b"size=4k,mode=0555")
+            for number, folder in enumerate(request.get("hide") or ()):
+                keep = needed_inside(Path(folder))  # e.g. CI's .ci/venv inside the course folder
+                if keep:
+                    cover(libc, Path(folder), keep, Path(request["folder"]).parent, f"hide-{number}")
+                else:
+                    libc.mount(b"tmpfs", os.fsencode(folder), b"tmpfs",
+                               MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=0555")
             libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"hidepid=2")
     memory = None
     if limits.get("memory_extra") and sys.platform.startswith("linux"):  # beyond what the server maps already
