@@ -78,8 +78,8 @@ def _check(noise_level: float, batch_size: int | None) -> None:
 
 
 # %% What the noise does ---------------------------------------------------------------
-# Dividing by the range instead of multiplying would make the noise shrink as the range grows (a
-# popular from-scratch repository does; tests/test_03_smoothgrad.py checks sigma's units).
+# Dividing by the range instead of multiplying would make the noise shrink as the range grows (one
+# mistake tests/test_03_smoothgrad.py guards against: it checks sigma's units).
 
 STRUCTURE_TILES = 14  # the structure number averages over tiles of 1/14 of the image side (16 px at 224)
 

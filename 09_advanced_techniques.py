@@ -443,6 +443,7 @@ def attack_steps(model, x, start, classes, k, epsilon, steps, beta, low, high) -
     top = torch.zeros_like(x[:, 0].flatten(1), dtype=torch.bool)  # (n, H * W)
     top.scatter_(1, pixel_map(model, x.clone().requires_grad_(True), classes).topk(k, dim=1).indices, True)
     best, best_overlap = x.clone(), torch.ones(len(x), device=x.device)
+    size = torch.full((len(x), *[1] * (x.dim() - 1)), epsilon / 4, device=x.device, dtype=x.dtype)  # (n, 1, ...)
     x_adv = start
     for _ in range(steps):
         x_adv = x_adv.detach().requires_grad_(True)
@@ -450,9 +451,13 @@ def attack_steps(model, x, start, classes, k, epsilon, steps, beta, low, high) -
             saliency = pixel_map(model, x_adv, classes, create_graph=True)  # (n, H * W), differentiable
             share = (saliency * top).sum(1) / saliency.sum(1)  # the map's mass on the old top k
             (step,) = torch.autograd.grad(share.sum(), x_adv)  # a second derivative of the network
-        x_adv = into_box(x_adv.detach() - epsilon / 4 * step.sign(), x, epsilon, low, high)
+        x_adv = into_box(x_adv.detach() - size * step.sign(), x, epsilon, low, high)
         with torch.no_grad():
             kept = model(x_adv).argmax(1) == classes  # (n,) judged by the true network
+        # A step that loses the class is undone, and that example's steps halve: near a tie between two
+        # classes (a photo of a cat, tabby or Egyptian) a whole step, or the random start, crosses it.
+        lost = ~kept.view(size.shape)
+        x_adv, size = torch.where(lost, best, x_adv), torch.where(lost, size / 2, size)
         now = pixel_map(model, x_adv.clone().requires_grad_(True), classes).topk(k, dim=1).indices  # (n, k)
         overlap = top.gather(1, now).float().mean(1)  # (n,) of the top k now, the share that was top k at x
         better = kept & (overlap < best_overlap)

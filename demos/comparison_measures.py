@@ -1,7 +1,7 @@
 """Lecture 8's comparison, part 2: every measure over every input, beside its chance lines.
 
 Each `measure_*` calls the lecture's functions (through `run.lecture`) on every method's maps and on
-the chance lines API.md names, records one row per input, leaves out (with the reason) the inputs a
+the chance lines the contract names, records one row per input, leaves out (with the reason) the inputs a
 measure cannot use, and prints what a student should see in the numbers.
 """
 from __future__ import annotations

@@ -340,7 +340,7 @@ def report_dropped(run: Run) -> list[str]:
     return lines
 
 
-# %% Which way is good, and which chance lines judge each measure (API.md, fourth edition) ---------
+# %% Which way is good, and which chance lines judge each measure (the contract, fourth edition) ---------
 
 PLAUSIBILITY = ("pointing game", "relevance mass", "relevance rank", "human agreement (CC)")
 DIRECTION = {"deletion AUC": "lower", "insertion AUC": "higher", "pointing game": "higher",

@@ -714,7 +714,8 @@ HIGHER = {"insertion AUC", "pointing game", "relevance mass", "relevance rank", 
 
 
 def api_chance_lines(track: str, measure: str) -> list[str]:
-    """The chance lines API.md's fourth edition names for a measure, read from the text, not the code."""
+    """The chance lines the course's contract (its fourth edition of lecture 8's verdicts) names for a measure,
+    written out here from its text, not read from the code."""
     if measure in PLAUSIBLE:
         return ["chance: input map" if track == "mnist" else "chance: edge map", "chance: centre prior"]
     if measure == "max-sensitivity":
@@ -755,7 +756,7 @@ def holm_by_hand(p: list[float]) -> list[float]:
 
 
 def verdicts_from_measurements(folder, track):
-    """Every row of the guide CSV again, from the measurements CSV alone: the chance lines API.md names,
+    """Every row of the guide CSV again, from the measurements CSV alone: the chance lines the contract names,
     a brute-force exact test, Holm, the rank-biserial effect and the verdict rule."""
     values: dict = {}
     with open(folder / f"08_measurements_{track}.csv", newline="") as handle:

@@ -324,7 +324,7 @@ def test_lectures_are_named_with_or_without_the_leading_zero():
 
 def test_a_course_benchmark_writes_a_table_only_where_out_says(tmp_path, monkeypatch, capsys):
     bench_course = benchmark("bench_course")
-    monkeypatch.setattr(bench_course, "run", lambda *args: {"seconds": 1.0, "cpu": 1.0, "status": "ok",
+    monkeypatch.setattr(bench_course, "run", lambda *args: {"seconds": 1.0, "cpu": 1.0, "peak_mb": 900.0, "status": "ok",
                                                             "network": "mnist"})
     committed = snapshot(BENCHMARKS)
     assert bench_course.main(["--tracks", "mnist"]) == 0
