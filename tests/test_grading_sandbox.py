@@ -234,3 +234,45 @@ def test_without_root_a_planted_module_is_moved_aside_and_named(tmp_path, monkey
     assert course_state() == before
     for folder in (ROOT, EXERCISES, EXERCISES / "grading"):
         assert not (folder / "captum").exists()
+
+
+def _try_lock(mode: str) -> bool:
+    """Whether another process gets the course folder's lock in `mode` (SH or EX) at once."""
+    code = ("import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "try:\n    fcntl.flock(fd, fcntl.LOCK_%s | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(1)\n" % mode)
+    return subprocess.run([sys.executable, "-c", code, str(ROOT)], timeout=60).returncode == 0
+
+
+@pytest.mark.skipif(not LINUX, reason="flock on a folder, as on Linux")
+@pytest.mark.parametrize("root", [False, True])
+def test_a_grading_whose_child_can_write_takes_the_course_alone(monkeypatch, root):
+    """Not root, a child can plant a file in the course, which another grading's guard would blame on its
+    own student: so that grading locks the course folder alone; as root, gradings share it."""
+    monkeypatch.setattr(sandbox, "privileged", lambda: root)
+    with sandbox.course_lock():
+        assert _try_lock("SH") is root
+        assert not _try_lock("EX")
+        with sandbox.course_lock():  # entered again in the same process: no deadlock
+            pass
+    assert _try_lock("EX")
+
+
+def test_a_class_run_without_root_grades_one_file_at_a_time(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sandbox, "privileged", lambda: False)
+    running, most = [], []
+    lock = threading.Lock()
+
+    def fake(exercise, path, seed, time_limit, call_limit):
+        with lock:
+            running.append(path)
+            most.append(len(running))
+        time.sleep(0.2)
+        with lock:
+            running.remove(path)
+        return {"file": str(path), "passed": 1, "total": 1, "seconds": 0.2, "checks": [("c", True, "ok    c")],
+                "incidents": []}
+
+    monkeypatch.setattr(grade, "grade_one_in_a_process", fake)
+    paths = [tmp_path / f"s{i}.py" for i in range(3)]
+    assert grade.gradebook(1, paths, tmp_path / "book.csv", None, None, jobs=3) == 0
+    assert max(most) == 1 and "one at a time" in capsys.readouterr().err

@@ -54,6 +54,13 @@ def grade(exercise: int, path: Path, checks_of: Callable, variation: Variation |
     out, err = out or sys.stdout, err or sys.stderr
     variation = variation or Variation()
     sandbox.hide_from_children()
+    with sandbox.course_lock():
+        return _grade(exercise, path, checks_of, variation, time_limit, out, err, call_limit, report)
+
+
+def _grade(exercise: int, path: Path, checks_of: Callable, variation: Variation, time_limit: float, out, err,
+           call_limit: float, report: dict | None) -> tuple[int, int]:
+    """grade(), with the course folder locked."""
     guard = Guard(course_files())
     started = time.monotonic()
     student = Student(Path(path).resolve(), guard, time_limit, call_limit)
