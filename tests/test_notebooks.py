@@ -111,3 +111,21 @@ def test_progress_is_silent_when_output_is_neither_a_terminal_nor_a_kernel(capsy
     assert list(utils.progress_bar(range(3), "counting")) == [0, 1, 2]
     utils.stage("a long step")
     assert capsys.readouterr().err == ""  # pytest's captured stderr is no terminal, and no kernel runs
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="the course is not a git clone here")
+def test_outside_the_course_the_first_cell_clones_it_installs_and_imports(tmp_path):
+    """Colab's case, played here: a kernel whose folder holds no course. Given the course's git address,
+    the first cell clones it beside the notebook, installs requirements.txt (already satisfied here, so
+    pip needs no network) and puts it on the import path."""
+    cell = make_notebooks.SETUP_CELL.format(repository=repr(f"file://{ROOT}"))
+    code = cell + "\nimport utils\nprint(utils.__file__)\n"
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == str(tmp_path.resolve() / "saliency-maps" / "utils.py")
+
+
+def test_without_an_address_outside_the_course_the_first_cell_says_what_to_do(tmp_path):
+    code = make_notebooks.SETUP_CELL.format(repository="None")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "set REPOSITORY above" in run.stderr.strip().splitlines()[-1], run.stderr

@@ -31,6 +31,7 @@ import re
 import sys
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,11 +154,9 @@ class CannotConvert(ValueError):
 
 
 def repository_url() -> str | None:
-    """`Repository = "..."` under pyproject.toml's [project.urls] (read by hand: tomllib is 3.11+)."""
-    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    urls = re.search(r"^\[project\.urls\]\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
-    found = re.search(r'^Repository\s*=\s*"([^"]+)"', urls.group(1), re.M) if urls else None
-    return found.group(1) if found else None
+    """`Repository` under pyproject.toml's [project.urls], or None where it has none."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8")).get("project", {})
+    return project.get("urls", {}).get("Repository")
 
 
 def lecture_files(only: list[str] | None = None) -> list[Path]:
