@@ -49,7 +49,7 @@ GROUND_TRUTH = utils.DATA_DIR / "ground_truth.json"
 #   sanity: LIME's and SHAP's coalitions in the randomisation test; stages: its cumulative steps
 #   sanity_rows, seed_rows: inputs of the sanity check and of the second-seed run
 #   batch: perturbed inputs per forward pass (memory, never the result)
-DIGIT_RUN = dict(rows=20, steps=20, subsets=40, smooth=32, ig=32, lime=512, shap=1024, draws=3, infidelity=20,
+DIGIT_RUN = dict(rows=20, steps=20, subsets=40, smooth=32, ig=32, lime=512, shap=1024, draws=2, infidelity=20,
                  stable_rows=20, sanity=256, stages=5, sanity_rows=20, seed_rows=20, batch=256,
                  sizes=SENSITIVITY_N)
 PHOTO_RUN = dict(rows=7, steps=16, subsets=20, smooth=16, ig=16, lime=256, shap=256, draws=2, infidelity=10,
