@@ -250,11 +250,14 @@ def test_a_grading_whose_child_can_write_takes_the_course_alone(monkeypatch, roo
     own student: so that grading locks the course folder alone; as root, gradings share it."""
     monkeypatch.setattr(sandbox, "privileged", lambda: root)
     with sandbox.course_lock():
-        assert _try_lock("SH") is root
+        (fd,) = sandbox._HELD
+        assert _try_lock("SH") is root  # (a grading on the other test worker holds it shared at most)
         assert not _try_lock("EX")
         with sandbox.course_lock():  # entered again in the same process: no deadlock
-            pass
-    assert _try_lock("EX")
+            assert sandbox._HELD == [fd]
+    assert not sandbox._HELD  # released: its descriptor is closed
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_a_class_run_without_root_grades_one_file_at_a_time(tmp_path, monkeypatch, capsys):
