@@ -28,6 +28,7 @@ sys.path.insert(0, str(EXERCISES))
 
 import grade  # noqa: E402
 from grading import sandbox  # noqa: E402
+from grading.guard import tree  # noqa: E402
 
 HOSTILE = ["ex1_plants_a_reference", "ex1_writes_bytecode", "ex1_reads_the_seed", "ex1_imports_solutions",
            "ex1_leaves_a_daemon", "ex1_fifty_children", "ex1_memory_hog", "ex1_terminal_escapes",
@@ -48,9 +49,9 @@ def course_state() -> dict[str, str]:
     """sha256 of every file in the course but .git, outputs and bytecode outside exercises/ (which the
     lectures' tests, running beside these, may write)."""
     state = {}
-    for path in sorted(ROOT.rglob("*")):
+    for path in sorted(tree(ROOT)):  # but virtual environments inside the course (CI's .ci/venv)
         relative = path.relative_to(ROOT)
-        if relative.parts[0] in (".git", "outputs", ".pytest_cache") or not path.is_file():
+        if not path.is_file() or path.is_symlink():
             continue
         if "__pycache__" in relative.parts and relative.parts[0] != "exercises":
             continue
@@ -279,3 +280,16 @@ def test_a_class_run_without_root_grades_one_file_at_a_time(tmp_path, monkeypatc
     paths = [tmp_path / f"s{i}.py" for i in range(3)]
     assert grade.gradebook(1, paths, tmp_path / "book.csv", None, None, jobs=3) == 0
     assert max(most) == 1 and "one at a time" in capsys.readouterr().err
+
+
+def test_the_guard_watches_the_course_but_not_a_virtual_environment_inside_it(tmp_path):
+    """A package writing into its own folder of a venv inside the course (gradio's hash_seed.txt, written
+    by another test's process while a grading ran) is no student's doing; a file anywhere else is seen."""
+    (tmp_path / ".ci" / "venv" / "lib").mkdir(parents=True)
+    (tmp_path / ".ci" / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (tmp_path / "exercises").mkdir()
+    before = tree(tmp_path)
+    (tmp_path / ".ci" / "venv" / "lib" / "hash_seed.txt").write_text("1")
+    (tmp_path / "exercises" / "captum.py").write_text("")
+    (tmp_path / ".ci" / "captum.py").write_text("")
+    assert tree(tmp_path) - before == {tmp_path / "exercises" / "captum.py", tmp_path / ".ci" / "captum.py"}

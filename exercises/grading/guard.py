@@ -15,12 +15,17 @@ UNWATCHED = {".git", "outputs", ".pytest_cache"}  # top-level folders of the cou
 
 
 def tree(root: Path = ROOT) -> set[Path]:
-    """Every file, folder and link under `root` but the UNWATCHED folders."""
+    """Every file, folder and link under `root` but the UNWATCHED folders and the inside of any virtual
+    environment (a folder holding pyvenv.cfg: a student's .venv, CI's .ci/venv). Packages write into
+    their own folders there (gradio's hash_seed.txt), from any process on the machine, and a student's
+    code that writes there could write to any environment of its user's, which is outside the course
+    (as root, the child can write to neither)."""
     found: set[Path] = set()
     for folder, folders, files in os.walk(root):
         here = Path(folder)
         if here == root:
             folders[:] = [f for f in folders if f not in UNWATCHED]
+        folders[:] = [f for f in folders if not (here / f / "pyvenv.cfg").is_file()]
         found.update(here / name for name in folders + files)
     return found
 
