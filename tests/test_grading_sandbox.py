@@ -122,7 +122,9 @@ def test_every_submission_gets_its_row_and_a_summary(book):
     assert run.returncode == 0, run.stdout + run.stderr
     assert set(rows) == {"alice_solution", "bob_starter", *HOSTILE}, rows.keys()
     assert run.stdout.startswith(f"gradebook: {len(rows)} submissions graded"), run.stdout
-    assert run.stderr == "", run.stderr  # progress lines only on a terminal
+    # progress lines only on a terminal; without root, one note that the files are graded one at a time
+    notes = [] if sandbox.privileged() else ["note: not run as root on Linux"]
+    assert [line[:30] for line in run.stderr.splitlines()] == notes, run.stderr
     header = next(csv.reader(io.StringIO(book["header"])))
     assert header[:4] == ["file", "score", "total", "seconds"] and header[-1] == "killed or refused"
     assert len(header) == 4 + 14 + 1
@@ -138,7 +140,8 @@ def test_planted_references_bytecode_and_stolen_solutions_award_nothing(book):
     assert int(rows["ex1_plants_a_reference"]["score"]) < 14
     assert "equals" not in "".join(k for k, v in rows["ex1_plants_a_reference"].items() if v == "ok" and "Captum" in k)
     assert rows["ex1_writes_bytecode"]["score"] == "0"
-    assert rows["ex1_imports_solutions"]["score"] == "0"
+    if sandbox.privileged():  # without root the child reads what its user reads (exercises/README.md says so)
+        assert rows["ex1_imports_solutions"]["score"] == "0"
     assert int(rows["ex1_reads_the_seed"]["score"]) < 14  # it answers only when it finds the seed
 
 
@@ -293,3 +296,24 @@ def test_the_guard_watches_the_course_but_not_a_virtual_environment_inside_it(tm
     (tmp_path / "exercises" / "captum.py").write_text("")
     (tmp_path / ".ci" / "captum.py").write_text("")
     assert tree(tmp_path) - before == {tmp_path / "exercises" / "captum.py", tmp_path / ".ci" / "captum.py"}
+
+
+@pytest.mark.skipif(not LINUX, reason="/proc")
+def test_without_a_uid_the_sweep_finds_and_kills_a_session(tmp_path):
+    """What kills a student's processes where the grader is not root: every process of the child's session,
+    found in /proc/PID/stat (its fourth field after the name). Run as a normal user for the first time,
+    a class run left fifty children alive: that field was misread."""
+    leader = subprocess.Popen([sys.executable, "-c", "import os, time\nos.fork()\ntime.sleep(120)"],
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(sandbox.processes_of(session=leader.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        found = sandbox.processes_of(session=leader.pid)
+        assert leader.pid in found and len(found) == 2, found
+        assert sandbox.sweep(None, leader.pid) == 2
+        leader.wait(timeout=30)
+        assert not [pid for pid in found if alive(pid)]
+    finally:
+        if leader.poll() is None:
+            leader.kill()

@@ -133,7 +133,7 @@ def processes_of(uid: int | None = None, session: int | None = None) -> list[int
             elif session is not None:
                 with open(f"/proc/{entry}/stat", "rb") as handle:
                     fields = handle.read().rsplit(b")", 1)[1].split()
-                if int(fields[4]) == session and fields[0] != b"Z":
+                if int(fields[3]) == session and fields[0] != b"Z":  # state, ppid, pgrp, session
                     found.append(int(entry))
         except (OSError, KeyError, ValueError, IndexError):
             continue
