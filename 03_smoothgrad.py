@@ -19,7 +19,7 @@ Methods in Deep Neural Networks", NeurIPS 2019, https://arxiv.org/abs/1806.10758
 Run:          python 03_smoothgrad.py                 (ResNet-50, photos, 50 samples)
 In seconds:   python 03_smoothgrad.py --quick          (ResNet-18, small grid)
 Digits:       python 03_smoothgrad.py --model mnist    (the course's digit CNN)
-Options:      --n-samples 50  --noise-level 0.15  --batch-size 32
+Options:      --n-samples 50  --noise-level 0.15  --batch-size 8
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ vanilla = utils.load_lecture("01_vanilla_gradient_saliency")  # lecture 1's dS_c
 
 N_SAMPLES = 50  # the paper: "50 samples is enough"; the grid below shows why
 NOISE_LEVEL = 0.15  # a fraction of each image's range; the paper finds 10-20% best
-BATCH_SIZE = 32  # noisy copies per forward pass: bounds memory, never changes the result
+BATCH_SIZE = 8  # noisy copies per forward pass (about 0.1 GB each on ResNet-50): memory, never the result
 
 
 # %% The method ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ https://arxiv.org/abs/1703.01365 (baselines: Sturmfels, Lundberg, Lee, Distill 2
 Run:          python 04_integrated_gradients.py                (ResNet-50, photos)
 In seconds:   python 04_integrated_gradients.py --quick         (ResNet-18, 8 steps: far off, as printed)
 Digits:       python 04_integrated_gradients.py --model mnist   (the course's digit CNN)
-Options:      --steps 50  --method riemann_trapezoid  --tolerance 0.05  --max-steps 257  --batch-size 32
+Options:      --steps 50  --method riemann_trapezoid  --tolerance 0.05  --max-steps 257  --batch-size 8
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ METHOD = "riemann_trapezoid"
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 TOLERANCE = 0.05  # the paper's rule of thumb: sum IG within 5% of S_c(x) - S_c(x')
 MAX_STEPS = 257  # --tolerance stops here, and says so, if an example still misses it
-BATCH_SIZE = 32  # path points per forward pass: bounds memory, never changes the result
+BATCH_SIZE = 8  # path points per forward pass (about 0.1 GB each on ResNet-50): memory, never the result
 
 
 # %% The method ---------------------------------------------------------------------
