@@ -362,8 +362,13 @@ ATTACK_CHUNK = 2 ** 16  # input values per chunk of second derivatives: one phot
 def pixel_map(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, create_graph: bool = False):
     """|dS_c/dx| as one value per pixel (max over channels): (N, H * W)."""
     with torch.enable_grad():
-        scores, _ = utils.target_scores(model(x), classes)
-        (grads,) = torch.autograd.grad(scores.sum(), x, create_graph=create_graph)  # (N, C, H, W)
+        return pixel_map_of(model(x), x, classes, create_graph)
+
+
+def pixel_map_of(logits: torch.Tensor, x: torch.Tensor, classes: torch.Tensor, create_graph: bool = False):
+    """pixel_map from logits = model(x) already computed (x requires grad)."""
+    scores, _ = utils.target_scores(logits, classes)
+    (grads,) = torch.autograd.grad(scores.sum(), x, create_graph=create_graph)  # (N, C, H, W)
     return grads.abs().amax(1).flatten(1)
 
 
@@ -456,10 +461,8 @@ def attack_steps(model, x, start, classes, k, epsilon, steps, beta, low, high) -
             thin = (lead(model(x_adv), classes) < GUARD_MARGIN).view(size.shape)  # judged by the true network
         x_adv = x_adv.detach().requires_grad_(True)
         with relevance.softplus_relus(model, beta), grouped_convs_as_one_transpose(), torch.enable_grad():
-            logits = model(x_adv)  # (n, classes)
-            scores, _ = utils.target_scores(logits, classes)
-            (grads,) = torch.autograd.grad(scores.sum(), x_adv, create_graph=True)  # (n, C, H, W), differentiable
-            saliency = grads.abs().amax(1).flatten(1)  # (n, H * W): pixel_map, kept differentiable
+            logits = model(x_adv)  # (n, classes): the lead below needs them too
+            saliency = pixel_map_of(logits, x_adv, classes, create_graph=True)  # (n, H * W), differentiable
             share = (saliency * top).sum(1) / saliency.sum(1)  # the map's mass on the old top k
             (away,) = torch.autograd.grad(share.sum(), x_adv, retain_graph=True)  # a second derivative
             (keep,) = torch.autograd.grad(lead(logits, classes).sum(), x_adv)
@@ -480,7 +483,7 @@ def attack_steps(model, x, start, classes, k, epsilon, steps, beta, low, high) -
 
 def lead(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """(N,): each example's logit of its class minus the largest other logit."""
-    scores = logits.gather(1, classes[:, None]).squeeze(1)
+    scores, _ = utils.target_scores(logits, classes)
     return scores - logits.scatter(1, classes[:, None], -math.inf).amax(1)
 
 
